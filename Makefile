@@ -1,0 +1,65 @@
+# d2v: `make run` sets up and runs the pipeline on the embedded data; `make test` sets up and
+# runs the tests. Everything else here is what those two need, and a few conveniences.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/torch_extensions
+
+# Debian data packages of the embedded default (shared/DATA.md) and the test services.
+DEB_PACKAGES := flite dataset-fashion-mnist pocketsphinx-testdata sword-text-kjv sword-text-web \
+	diatheke wordnet-base postgresql chromium
+# The CPU torch wheel first: a plain `pip install torch` would pull a multi-GB CUDA build.
+TORCH_VERSION := 2.13.0
+TORCH_WHEELS ?= /opt/wheels
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+
+.PHONY: setup system venv params run test test-fast lint format clean
+setup: system venv
+
+system:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    echo "installing Debian packages: $$missing"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+	      || echo "WARNING: could not install $$missing; stages that need them will say so"; \
+	  fi; \
+	else echo "no apt-get: install the data packages yourself ($(DEB_PACKAGES))"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	if [ -d $(TORCH_WHEELS) ] && ls $(TORCH_WHEELS)/torch-$(TORCH_VERSION)* >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q --find-links $(TORCH_WHEELS) torch==$(TORCH_VERSION); \
+	else $(PY) -m pip install -q torch==$(TORCH_VERSION) --index-url $(TORCH_CPU_INDEX); fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+params: venv
+	$(PY) -m d2v.cli params
+
+run: setup
+	$(VENV)/bin/dvc repro
+	$(VENV)/bin/dvc metrics show
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check d2v stages tests
+	$(VENV)/bin/ruff format --check d2v stages tests
+
+format: venv
+	$(VENV)/bin/ruff format d2v stages tests
+	$(VENV)/bin/ruff check --fix d2v stages tests
+
+clean:
+	rm -rf data models metrics/pretrain metrics/eval checkpoints mlruns.db mlartifacts reports/figures

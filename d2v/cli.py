@@ -1,0 +1,116 @@
+"""The `d2v` command: one subcommand per pipeline stage (the DVC stages call these), plus `params`.
+
+Bad params and bad data end the command with exit code 2 and a one-line reason naming the param
+or the file, before any compute where the params are at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from d2v.collapse import CollapseError
+from d2v.config import ConfigError, Modality
+from d2v.data.errors import DataError
+
+log = logging.getLogger("d2v")
+
+
+def _modality(value: str) -> Modality:
+    try:
+        return Modality(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in Modality)
+        raise argparse.ArgumentTypeError(f"unknown modality {value!r}: allowed {allowed}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="d2v", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("params", help="compose conf/ into params.yaml (as `dvc exp run` does)")
+    c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mini seed=1")
+    c.add_argument("--conf", default="conf")
+    c.add_argument("--out", default="params.yaml")
+
+    for name, what in (("download", "fetch or generate raw data"),
+                       ("prepare", "decode raw data into shards"),
+                       ("pretrain", "data2vec pretraining through DeepSpeed")):
+        c = sub.add_parser(name, help=what)
+        c.add_argument("modality", type=_modality)
+        c.add_argument("--params", default="params.yaml")
+        c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    for name, what in (("finetune", "fine-tune pretrained and scratch encoders"),
+                       ("evaluate", "score fine-tuned models and linear probes")):
+        c = sub.add_parser(name, help=what)
+        c.add_argument("task")
+        c.add_argument("--params", default="params.yaml")
+    return p
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> None:
+    from d2v.params_io import dump_composed, read_params
+
+    if args.command == "params":
+        dump_composed(args.out, args.conf, args.overrides)
+        log.info("wrote %s", args.out)
+        return
+    params = read_params(args.params)  # validated before any compute
+    if args.command in ("download", "prepare", "pretrain"):
+        m = args.modality.value
+        raw, prepared = Path("data/raw") / m, Path("data/prepared") / m
+        if args.command == "download":
+            from d2v.runs.download import run_download
+
+            run_download(params, args.modality, raw)
+        elif args.command == "prepare":
+            from d2v.runs.prepare import run_prepare
+
+            run_prepare(params, args.modality, raw, prepared)
+        else:
+            from d2v.runs.pretrain import needs_relaunch, relaunch_under_torchrun, run_pretrain
+
+            if needs_relaunch(params):
+                code = relaunch_under_torchrun(params.deepspeed.num_procs, ["-m", "d2v.cli", *argv])
+                if code:
+                    raise SystemExit(code)
+                return
+            run_pretrain(params, args.modality, prepared, Path("models") / m / "pretrained",
+                         Path("metrics/pretrain") / f"{m}.json")
+        return
+    if args.task not in params.finetune:
+        raise ConfigError(f"unknown task {args.task!r}: allowed {sorted(params.finetune)}")
+    m = params.finetune[args.task].modality.value
+    prepared, pretrained = Path("data/prepared") / m, Path("models") / m / "pretrained"
+    finetuned = Path("models") / args.task / "finetuned"
+    if args.command == "finetune":
+        from d2v.runs.finetune import run_finetune
+
+        run_finetune(params, args.task, prepared, pretrained, finetuned)
+    else:
+        from d2v.runs.evaluate import run_evaluate
+
+        run_evaluate(params, args.task, prepared, pretrained, finetuned,
+                     Path("metrics/eval") / f"{args.task}.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from d2v.logs import setup_logging
+
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        run(args, argv)
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        log.error("%s", e)
+        raise SystemExit(2) from None
+    except CollapseError as e:
+        log.error("%s", e)
+        raise SystemExit(3) from None
+
+
+if __name__ == "__main__":
+    main()

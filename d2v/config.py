@@ -1,0 +1,373 @@
+"""Typed configs for every params section, built from the composed `params.yaml` and validated
+before any compute. Errors name the param (dotted path) and its allowed range."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+
+class ConfigError(ValueError):
+    """An invalid param: the message names it and its allowed values."""
+
+
+class Modality(str, enum.Enum):
+    vision = "vision"
+    speech = "speech"
+    text = "text"
+
+
+class Sublayer(str, enum.Enum):
+    """Where in each block the teacher's layer output is read (paper Table 5)."""
+
+    attn = "attn"  # self-attention output
+    ffn = "ffn"  # FFN output before the last residual (paper's choice)
+    block = "block"  # end of block, after the residual
+
+
+class Norm(str, enum.Enum):
+    instance = "instance"  # over time, per channel (speech)
+    layer = "layer"  # over channels, per time step (vision, text)
+    none = "none"
+
+
+class Precision(str, enum.Enum):
+    auto = "auto"  # bf16 where the hardware has it (CUDA with bf16), else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "micro"
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+    def validate(self, p: str) -> None:
+        _check(self.dim >= 8, f"{p}.dim", self.dim, ">= 8")
+        _check(self.depth >= 1, f"{p}.depth", self.depth, ">= 1")
+        _check(self.heads >= 1, f"{p}.heads", self.heads, ">= 1")
+        _check(self.dim % self.heads == 0, f"{p}.dim", self.dim, f"a multiple of heads={self.heads}")
+        _check(self.mlp_ratio > 0, f"{p}.mlp_ratio", self.mlp_ratio, "> 0")
+        _check(0 <= self.dropout < 1, f"{p}.dropout", self.dropout, "[0, 1)")
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 2
+    precision: Precision = Precision.auto
+    num_procs: int = 1  # > 1: the stage relaunches itself under torchrun with this many ranks
+
+    def validate(self, p: str) -> None:
+        _check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", self.zero_stage, "one of 0, 1, 2, 3")
+        _check(self.num_procs >= 1, f"{p}.num_procs", self.num_procs, ">= 1")
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlruns.db"  # MLFLOW_TRACKING_URI overrides
+    experiment: str = "d2v"
+
+    def validate(self, p: str) -> None:
+        _check(bool(self.experiment), f"{p}.experiment", self.experiment, "a non-empty name")
+
+
+@dataclass
+class VisionDataConfig:
+    source: str = "fashion_mnist"  # fashion_mnist (embedded default) | imagenet (local archives)
+    fashion_mnist_dir: str = "/usr/share/datasets/fashion-mnist"
+    imagenet_dir: str | None = None  # folder holding ILSVRC2012_img_{train,val}.tar + devkit
+    imagenet_md5: dict[str, str | None] = field(default_factory=dict)  # overrides; None skips
+    limit_classes: int | None = None  # imagenet smoke tests: first N classes
+    image_size: int = 28
+    channels: int = 1
+    on_corrupt: str = "skip"  # skip (count and log) | fail (stop naming the file)
+    limit_per_split: int | None = None  # smoke tests: first N images per split
+
+    def validate(self, p: str) -> None:
+        _check(self.source in ("fashion_mnist", "imagenet"), f"{p}.source", self.source,
+               "one of fashion_mnist, imagenet")
+        _check(self.image_size >= 4, f"{p}.image_size", self.image_size, ">= 4")
+        _check(self.channels in (1, 3), f"{p}.channels", self.channels, "1 or 3")
+        _check(self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail")
+        if self.source == "imagenet":
+            _check(bool(self.imagenet_dir), f"{p}.imagenet_dir", self.imagenet_dir,
+                   "a folder with the ILSVRC2012 archives when source=imagenet")
+
+
+@dataclass
+class DataConfig:
+    vision: VisionDataConfig = field(default_factory=VisionDataConfig)
+
+
+@dataclass
+class BlockMaskConfig:
+    """BEiT block-wise masking; the count is then made exact (data2vec 2.0)."""
+
+    ratio: float = 0.6  # paper: 60% of patches
+    min_patches: int = 4  # smallest block, in patches (BEiT: 16 on a 14x14 grid)
+    min_aspect: float = 0.3  # aspect ratio range [min_aspect, 1/min_aspect] (BEiT)
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.ratio < 1, f"{p}.ratio", self.ratio, "(0, 1)")
+        _check(self.min_patches >= 1, f"{p}.min_patches", self.min_patches, ">= 1")
+        _check(0 < self.min_aspect <= 1, f"{p}.min_aspect", self.min_aspect, "(0, 1]")
+
+
+@dataclass
+class EmaConfig:
+    tau_start: float = 0.999
+    tau_end: float = 0.9999
+    anneal_steps: int = 1000  # linear from tau_start to tau_end, constant after
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.tau_start <= 1, f"{p}.tau_start", self.tau_start, "(0, 1]")
+        _check(0 < self.tau_end <= 1, f"{p}.tau_end", self.tau_end, "(0, 1]")
+        _check(self.anneal_steps >= 0, f"{p}.anneal_steps", self.anneal_steps, ">= 0")
+
+
+@dataclass
+class TargetConfig:
+    top_k: int | None = None  # None: the paper's K for the modality, scaled to the model depth
+    norm: Norm = Norm.layer  # per-layer normalization before averaging
+    final_norm: Norm = Norm.none  # normalization of the average
+    sublayer: Sublayer = Sublayer.ffn
+
+    def validate(self, p: str, depth: int) -> None:
+        if self.top_k is not None:
+            _check(1 <= self.top_k <= depth, f"{p}.top_k", self.top_k, f"[1, depth={depth}]")
+
+
+@dataclass
+class LossConfig:
+    beta: float = 2.0  # smooth L1 transition point; 0 = L2
+    scale_by_dim: bool = True  # divide the per-token sum by sqrt(D) (fairseq data2vec)
+
+    def validate(self, p: str) -> None:
+        _check(self.beta >= 0, f"{p}.beta", self.beta, ">= 0")
+
+
+@dataclass
+class CollapseConfig:
+    """Stop a run whose targets stop varying: collapse shows first as falling target std."""
+
+    min_target_std: float = 0.01
+    check_after: int = 50  # steps before the check starts (targets start near-constant)
+    patience: int = 3  # consecutive logged checks under the threshold
+
+    def validate(self, p: str) -> None:
+        _check(self.min_target_std >= 0, f"{p}.min_target_std", self.min_target_std, ">= 0")
+        _check(self.patience >= 1, f"{p}.patience", self.patience, ">= 1")
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 400
+    batch_size: int = 128  # global, over all ranks
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    warmup_steps: int = 40
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 3.0  # 0 = off
+
+    def validate(self, p: str) -> None:
+        _check(self.steps >= 1, f"{p}.steps", self.steps, ">= 1")
+        _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
+        _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
+        _check(0 <= self.min_lr_ratio <= 1, f"{p}.min_lr_ratio", self.min_lr_ratio, "[0, 1]")
+        _check(0 <= self.warmup_steps <= self.steps, f"{p}.warmup_steps", self.warmup_steps,
+               f"[0, steps={self.steps}]")
+        _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
+        _check(0 <= self.beta1 < 1, f"{p}.beta1", self.beta1, "[0, 1)")
+        _check(0 <= self.beta2 < 1, f"{p}.beta2", self.beta2, "[0, 1)")
+        _check(self.grad_clip >= 0, f"{p}.grad_clip", self.grad_clip, ">= 0")
+
+
+@dataclass
+class VisionPretrainConfig:
+    patch_size: int = 4
+    pos: str = "sincos"  # sincos (fixed 2-D) | learned
+    mask: BlockMaskConfig = field(default_factory=BlockMaskConfig)
+    ema: EmaConfig = field(default_factory=lambda: EmaConfig(0.9998, 0.9998, 0))
+    targets: TargetConfig = field(
+        default_factory=lambda: TargetConfig(None, Norm.layer, Norm.layer, Sublayer.ffn))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(beta=2.0))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    shared: list[str] = field(default_factory=list)  # encoder submodules the teacher reuses
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def validate(self, p: str, model: ModelConfig, image_size: int) -> None:
+        _check(self.patch_size >= 1 and image_size % self.patch_size == 0, f"{p}.patch_size",
+               self.patch_size, f"a divisor of data.vision.image_size={image_size}")
+        _check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
+        self.mask.validate(f"{p}.mask")
+        self.ema.validate(f"{p}.ema")
+        self.targets.validate(f"{p}.targets", model.depth)
+        self.loss.validate(f"{p}.loss")
+        self.optim.validate(f"{p}.optim")
+        self.collapse.validate(f"{p}.collapse")
+        _check(self.checkpoint_every >= 1, f"{p}.checkpoint_every", self.checkpoint_every, ">= 1")
+        _check(self.log_every >= 1, f"{p}.log_every", self.log_every, ">= 1")
+
+
+@dataclass
+class PretrainConfig:
+    vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+
+
+@dataclass
+class FinetuneOptim:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+
+    def validate(self, p: str) -> None:
+        _check(self.steps >= 1, f"{p}.steps", self.steps, ">= 1")
+        _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
+        _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
+        _check(0 <= self.warmup_steps <= self.steps, f"{p}.warmup_steps", self.warmup_steps,
+               f"[0, steps={self.steps}]")
+        _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
+
+
+@dataclass
+class ProbeConfig:
+    """Linear probe on frozen mean-pooled features: cheap, used by sweeps."""
+
+    label_fraction: float = 1.0
+    epochs: int = 100  # full-batch passes of the logistic regression
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
+        _check(self.epochs >= 1, f"{p}.epochs", self.epochs, ">= 1")
+        _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
+
+
+@dataclass
+class TaskConfig:
+    modality: Modality = Modality.vision
+    label_fraction: float = 0.01  # low-label fine-tuning, where self-supervision should show
+    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    eval_batch_size: int = 512
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
+        self.optim.validate(f"{p}.optim")
+        self.probe.validate(f"{p}.probe")
+        _check(self.eval_batch_size >= 1, f"{p}.eval_batch_size", self.eval_batch_size, ">= 1")
+
+
+@dataclass
+class Params:
+    """The whole composed `params.yaml`."""
+
+    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: dict[str, TaskConfig] = field(default_factory=dict)
+
+    def validate(self) -> Params:
+        _check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "seeds",
+               self.seeds, "a non-empty list of distinct ints")
+        self.model.validate("model")
+        self.deepspeed.validate("deepspeed")
+        self.tracking.validate("tracking")
+        self.data.vision.validate("data.vision")
+        self.pretrain.vision.validate("pretrain.vision", self.model, self.data.vision.image_size)
+        for name, task in self.finetune.items():
+            task.validate(f"finetune.{name}")
+        return self
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass `cls` from nested dicts, refusing unknown keys and values of the wrong type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid param {path or '<root>'} = {data!r}: allowed a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in tp)
+            raise ConfigError(f"invalid param {path} = {value!r}: allowed one of {allowed}") from None
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"invalid param {path} = {value!r}: allowed a list")
+        return [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, inner = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"invalid param {path} = {value!r}: allowed a mapping")
+        return {k: _coerce(inner, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and
+                                              not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"invalid param {path} = {value!r}: allowed a value of type {tp.__name__}")
+    return value
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config (enums as their values), for saving and tracking."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def load_params(data: dict) -> Params:
+    """Typed, validated params from the composed dict; raises ConfigError before any compute."""
+    return from_dict(Params, data).validate()

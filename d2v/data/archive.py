@@ -1,0 +1,184 @@
+"""Archive checks and safe tar extraction.
+
+A tar from outside is untrusted: every entry is checked before it is written, and the whole
+extraction goes to a temporary folder that is renamed onto the target only when it is complete.
+Refused: absolute paths, `..` components, links (soft or hard) that resolve outside the target,
+device files and fifos. Tars are read as streams (one sequential pass), which also lets a tar
+nested in another tar (ImageNet's train archive: one tar per class) be extracted without a copy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import posixpath
+import shutil
+import tarfile
+import zlib
+from collections.abc import Collection
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from d2v.atomic import atomic_path
+from d2v.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4 << 20
+_PROGRESS_MIN_BYTES = 256 << 20  # a progress bar only where hashing takes more than a moment
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    """Hex md5 of a file, read in 4 MiB chunks (ImageNet's train tar is 138 GB)."""
+    path = Path(path)
+    digest = hashlib.md5()
+    size = path.stat().st_size
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=f"md5 {path.name}",
+            disable=size < _PROGRESS_MIN_BYTES,
+        ) as bar,
+    ):
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def verify_md5(path: str | os.PathLike, expected: str | None) -> None:
+    """Raise DataError if the md5 of `path` is not `expected`; `expected=None` skips the check."""
+    if expected is None:
+        log.info("no md5 given for %s: checksum not verified", path)
+        return
+    actual = md5sum(path)
+    if actual != expected.lower():
+        raise DataError(f"md5 mismatch for {path}: expected {expected}, got {actual}")
+    log.info("md5 ok for %s", path)
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _checked_target(member: tarfile.TarInfo, dest: Path, archive: str) -> Path:
+    """The path `member` would be written to under `dest`; DataError if the entry is unsafe.
+
+    Checked against the folder as it is now (earlier entries may have made links), so call it just
+    before writing each entry.
+    """
+    name = member.name
+    where = f"entry {name!r} in {archive}"
+    if member.isdev():
+        raise DataError(f"refusing device file or fifo {where}")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise DataError(f"refusing entry of unknown type {member.type!r}: {where}")
+    if not name or name.startswith("/") or os.path.isabs(name):
+        raise DataError(f"refusing absolute path {where}")
+    if ".." in name.split("/"):
+        raise DataError(f"refusing '..' component in {where}")
+    root = os.path.realpath(dest)
+    norm = posixpath.normpath(name)
+    if norm == ".":
+        if not member.isdir():
+            raise DataError(f"refusing non-folder entry for the archive root: {where}")
+        return dest
+    target = dest / norm
+    if not _inside(os.path.realpath(target.parent), root):
+        raise DataError(f"refusing {where}: its folder resolves outside {dest}")
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if not link or os.path.isabs(link):
+            raise DataError(f"refusing link to absolute path {link!r}: {where}")
+        # A symlink resolves from its own folder; a hard link names a path from the archive root.
+        base = posixpath.dirname(name) if member.issym() else ""
+        lexical = posixpath.normpath(posixpath.join(base, link))
+        resolved = os.path.realpath(os.path.join(dest, base, link))
+        if lexical == ".." or lexical.startswith("../") or not _inside(resolved, root):
+            raise DataError(f"refusing link to {link!r} outside the target: {where}")
+    return target
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, dest: Path) -> None:
+    if member.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(target):  # a later entry replaces an earlier one, as tar does
+        target.unlink()
+    if member.issym():
+        os.symlink(member.linkname, target)
+    elif member.islnk():
+        os.link(dest / posixpath.normpath(member.linkname), target)
+    else:
+        src = tar.extractfile(member)
+        assert src is not None  # regular files always have data
+        with src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+
+def extract_tar_fileobj(
+    fileobj: IO[bytes],
+    dest: str | os.PathLike,
+    members: Collection[str] | None = None,
+    archive: str = "<stream>",
+    progress: bool = False,
+) -> list[str]:
+    """Extract a tar (any compression) read from an open binary file object into `dest`.
+
+    Writes straight into `dest` (created if needed): call it on a folder that is itself inside an
+    atomic output, as `safe_extract_tar` and the ImageNet writer do. Every entry is checked, even
+    ones not in `members`. `members`: names to extract (default all); DataError if one is absent.
+    `archive` names the source in error messages. Returns the names of the files and links
+    extracted (not folders), in archive order.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = None if members is None else {posixpath.normpath(m) for m in members}
+    extracted: list[str] = []
+    seen: set[str] = set()
+    try:
+        with (
+            tarfile.open(fileobj=fileobj, mode="r|*") as tar,
+            tqdm(desc=f"extract {archive}", unit=" files", disable=not progress) as bar,
+        ):
+            for member in tar:
+                target = _checked_target(member, dest, archive)
+                norm = posixpath.normpath(member.name)
+                if wanted is not None and norm not in wanted:
+                    continue
+                _write_member(tar, member, target, dest)
+                seen.add(norm)
+                if not member.isdir():
+                    extracted.append(member.name)
+                    bar.update(1)
+    except _TAR_ERRORS as e:
+        raise DataError(f"cannot read tar {archive}: {e}") from e
+    if wanted is not None:
+        missing = wanted - seen
+        if missing:
+            shown = ", ".join(sorted(missing)[:5])
+            raise DataError(f"{len(missing)} requested entries not found in {archive}: {shown}")
+    return extracted
+
+
+def safe_extract_tar(
+    tar_path: str | os.PathLike,
+    dest: str | os.PathLike,
+    members: Collection[str] | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Extract the tar at `tar_path` into `dest` atomically: `dest` appears only when complete.
+
+    An existing `dest` is replaced. See `extract_tar_fileobj` for the checks and `members`.
+    """
+    with open(tar_path, "rb") as f, atomic_path(dest) as tmp:
+        return extract_tar_fileobj(f, tmp, members, archive=str(tar_path), progress=progress)

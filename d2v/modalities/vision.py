@@ -1,0 +1,83 @@
+"""Vision: how the generic pretraining loop and the downstream heads get their encoder, data and
+masks from params and prepared image shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from d2v.config import Modality, ModelConfig, Params, VisionPretrainConfig
+from d2v.data.shards import ImageBatches, ImageSplit, load_image_split, load_meta
+from d2v.downstream import DownstreamTask
+from d2v.encoder import Encoder
+from d2v.masking import MaskInfo, block_mask
+from d2v.metrics import top1
+from d2v.modalities.image import ImageFrontend
+from d2v.targets import resolve_top_k
+from d2v.train import PretrainSpec
+
+
+def build_encoder(model: ModelConfig, cfg: VisionPretrainConfig, image_size: int,
+                  channels: int) -> Encoder:
+    frontend = ImageFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
+    return Encoder(frontend, model)
+
+
+class VisionImages:
+    """Pretraining view of a prepared split: normalized images and BEiT block masks."""
+
+    def __init__(self, split: ImageSplit, mean: list[float], std: list[float],
+                 grid: tuple[int, int], cfg: VisionPretrainConfig):
+        self.batches = ImageBatches(split, batch_size=1, mean=mean, std=std, shuffle=False)
+        self.grid = grid
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.batches.split)
+
+    def batch(self, indices: np.ndarray) -> Tensor:
+        return self.batches.batch(indices).images
+
+    def mask(self, indices: np.ndarray, generator: torch.Generator) -> MaskInfo:
+        return block_mask(len(indices), self.grid, self.cfg.mask, generator)
+
+
+def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
+    cfg = params.pretrain.vision
+    data_cfg = params.data.vision
+    meta = load_meta(prepared_dir)
+    split = load_image_split(prepared_dir, "train")
+    grid = (data_cfg.image_size // cfg.patch_size,) * 2
+    data = VisionImages(split, meta["mean"], meta["std"], grid, cfg)
+    channels = split.images.shape[-1]
+    return PretrainSpec(
+        build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
+        data=data, top_k=resolve_top_k(cfg.targets.top_k, Modality.vision, params.model.depth),
+        ema=cfg.ema, targets=cfg.targets, loss=cfg.loss, optim=cfg.optim, collapse=cfg.collapse,
+        shared=cfg.shared, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+
+
+def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:
+    """Image classification on the prepared train/val splits, scored by top-1 accuracy."""
+    cfg = params.pretrain.vision
+    data_cfg = params.data.vision
+    meta = load_meta(prepared_dir)
+    train = load_image_split(prepared_dir, "train")
+    val = load_image_split(prepared_dir, "val")
+    mean, std = meta["mean"], meta["std"]
+    channels = train.images.shape[-1]
+
+    def train_pass(indices: np.ndarray, batch_size: int, seed: int) -> ImageBatches:
+        return ImageBatches(train, batch_size, mean, std, generator=seed, indices=indices)
+
+    return DownstreamTask(
+        name=task, modality=Modality.vision,
+        dataset="fashion-mnist" if data_cfg.source == "fashion_mnist" else "imagenet-1k",
+        metric="top1", num_classes=len(meta["classes"]), train_labels=train.labels,
+        build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
+        train_pass=train_pass,
+        eval_pass=lambda bs: ImageBatches(val, bs, mean, std, shuffle=False),
+        score=lambda logits, labels: {"top1": top1(logits, labels)})
