@@ -3,11 +3,13 @@ from: the self-attention output, the FFN output before the last residual, and th
 
 Dimensions: B batch, T tokens, D model width, H heads.
 Padding masks: True = padding (ignored by attention).
+Module outputs are NamedTuples: structured, and traversable by DeepSpeed ZeRO-3's hooks (which
+do not look inside dataclasses).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,7 @@ from torch import Tensor, nn
 from d2v.config import ModelConfig, Sublayer
 
 
-@dataclass
-class BlockOutput:
+class BlockOutput(NamedTuple):
     attn: Tensor  # (B, T, D) self-attention output, before its residual
     ffn: Tensor  # (B, T, D) FFN output, before the last residual (paper Table 5)
     block: Tensor  # (B, T, D) end of block
@@ -26,8 +27,7 @@ class BlockOutput:
         return getattr(self, sublayer.value)
 
 
-@dataclass
-class EncoderOutput:
+class EncoderOutput(NamedTuple):
     last: Tensor  # (B, T, D) final output, after the final layer norm
     layers: list[Tensor]  # per block, the collected sublayer (B, T, D); empty if none asked for
     padding_mask: Tensor | None = None  # (B, T) True = padding

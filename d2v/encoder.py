@@ -3,7 +3,7 @@ Transformer backbone. The same class serves student and teacher."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -12,8 +12,7 @@ from d2v.config import ModelConfig, Sublayer
 from d2v.masking import MaskInfo
 
 
-@dataclass
-class Tokens:
+class Tokens(NamedTuple):
     x: Tensor  # (B, T, D) embedded input, masked positions replaced, positions added
     padding_mask: Tensor | None = None  # (B, T) True = padding
 

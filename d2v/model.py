@@ -6,7 +6,7 @@ Dimensions: B batch, T tokens, D width, N masked positions in the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -19,8 +19,7 @@ from d2v.targets import make_targets
 from d2v.teacher import EMATeacher
 
 
-@dataclass
-class Data2VecOutput:
+class Data2VecOutput(NamedTuple):  # a NamedTuple so ZeRO-3's hooks see its tensors
     loss: Tensor  # scalar
     pred_std: Tensor  # scalar: std of predictions over positions (collapse monitor)
     target_std: Tensor  # scalar: std of targets over positions (collapse monitor)

@@ -22,8 +22,14 @@ from d2v.config import TrackingConfig, to_dict
 log = logging.getLogger(__name__)
 
 
+# Read once at import: MLflow's own set_tracking_uri writes this variable, so reading it later
+# would let one Tracker's store leak into the next one built in the same process.
+_ENV_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def tracking_uri(cfg: TrackingConfig) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", cfg.uri)
+    """The user's MLFLOW_TRACKING_URI if set, else the param."""
+    return _ENV_URI or cfg.uri
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -23,8 +23,8 @@ def run_download(params: Params, modality: Modality, out_dir: Path) -> dict:
             stats = write_fashion_mnist(cfg.fashion_mnist_dir, out_dir, cfg.limit_per_split)
         else:
             archives = imagenet_archives(cfg.imagenet_dir or "")
-            stats = write_imagenet(archives["train"], archives["val"], archives["devkit"], out_dir,
-                                   md5=cfg.imagenet_md5, limit_classes=cfg.limit_classes)
+            stats = write_imagenet(**archives, out_dir=out_dir, md5=cfg.imagenet_md5,
+                                   limit_classes=cfg.limit_classes)
         counts = stats.get("counts", {})
         tracker.log_metrics({f"images_{k}": v for k, v in counts.items()})
         log.info("wrote %s: %s", out_dir, counts)

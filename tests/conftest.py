@@ -1,0 +1,85 @@
+"""Shared fixtures: params composed from conf/ with tiny overrides, and a small real image set."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from d2v.config import Params, load_params
+from d2v.params_io import compose
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                 "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
+
+# Tiny, fast settings on top of the laptop profile (lightning-hydra-template style).
+TINY = [
+    "model=micro",
+    "pretrain.vision.optim.steps=30",
+    "pretrain.vision.optim.warmup_steps=5",
+    "pretrain.vision.optim.batch_size=32",
+    "pretrain.vision.checkpoint_every=10",
+    "pretrain.vision.log_every=5",
+    "pretrain.vision.collapse.check_after=1000",
+]
+
+
+def tiny_params(*overrides: str) -> Params:
+    return load_params(compose(REPO / "conf", [*TINY, *overrides]))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process, without this process's rank variables (in-process
+    DeepSpeed tests set them) so the child sets up its own process group."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env.update(DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes(), mtime=0))
+
+
+def _digits_as_fashion_source(root: Path) -> Path:
+    """Pip-only fallback (shared/DATA.md): scikit-learn's bundled 8x8 digits, upscaled to 28x28
+    and written in the Debian package's IDX layout, so the same loader reads them."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.stack([
+        np.asarray(Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((28, 28),
+                   Image.BILINEAR)) for img in digits.images])
+    labels = digits.target.astype(np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, sl in (("train", slice(0, 1500)), ("t10k", slice(1500, None))):
+        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images[sl])
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels[sl])
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fashion-MNIST from Debian where installed, else the digits fallback in the same layout."""
+    if (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+        return FASHION_MNIST
+    return _digits_as_fashion_source(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def prepared_vision(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) -> Path:
+    """A prepared (sharded) split of 1500 train / 300 val real images."""
+    from d2v.data.fashion_mnist import write_fashion_mnist
+    from d2v.data.image_folder import prepare_image_folder
+
+    root = tmp_path_factory.mktemp("vision")
+    write_fashion_mnist(fashion_source, root / "raw", limit_per_split=1500)
+    prepare_image_folder(root / "raw", root / "prepared", image_size=28, channels=1)
+    return root / "prepared"
