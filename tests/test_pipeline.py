@@ -1,0 +1,85 @@
+"""The vision chain end to end through DVC at model=micro, in a temporary copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import REPO, TINY, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    bin_dir = str(Path(sys.executable).parent)
+    env = subprocess_env(PATH=f"{bin_dir}:{subprocess_env()['PATH']}", OMP_NUM_THREADS="2")
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    if check:
+        assert r.returncode == 0, f"{cmd}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) -> Path:
+    dst = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    sh(["git", "init", "-q"], dst)
+    overrides = [*TINY, "data.vision.limit_per_split=2000", f"data.vision.fashion_mnist_dir={fashion_source}",
+                 "seeds=[0,1]", "finetune.imagenet.optim.steps=20", "finetune.imagenet.optim.warmup_steps=2",
+                 "finetune.imagenet.label_fraction=0.05", "finetune.imagenet.probe.epochs=20"]
+    sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
+    return dst
+
+
+def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
+    sh(["dvc", "repro"], repo_copy)
+    result = json.loads((repo_copy / "metrics/eval/imagenet.json").read_text())
+    # the metrics contract of DESIGN.md
+    assert result["seeds"] == [0, 1]
+    for init in ("pretrained", "scratch"):
+        for key in ("top1", "probe_top1"):
+            assert 0 <= result[init][key] <= 100
+            assert len(result["per_seed"][init][key]) == 2
+    assert result["dataset"] == "fashion-mnist" and result["pretrain_collapsed"] is False
+    assert (repo_copy / "models/vision/pretrained/encoder.pt").exists()
+    assert sorted(p.name for p in (repo_copy / "models/imagenet/finetuned/scratch").iterdir()) == [
+        "seed0.pt", "seed1.pt"]
+
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo_copy).stdout)
+    assert "top1" in json.dumps(shown) and "final_loss" in json.dumps(shown)
+
+    # every stage tracked in MLflow; per-seed evaluation runs nested under the stage's run
+    mlflow.set_tracking_uri(f"sqlite:///{repo_copy}/mlruns.db")
+    runs = mlflow.search_runs(experiment_names=["d2v"])
+    names = set(runs["tags.mlflow.runName"])
+    assert {"download/vision", "prepare/vision", "pretrain/vision", "finetune/imagenet",
+            "evaluate/imagenet"} <= names
+    per_seed = runs[runs["tags.mlflow.runName"].str.startswith("evaluate/imagenet/")]
+    assert len(per_seed) == 4 and per_seed["tags.mlflow.parentRunId"].notna().all()
+    assert (runs["status"] == "FINISHED").all()
+
+    # nothing changed: nothing reruns
+    again = sh(["dvc", "repro"], repo_copy)
+    assert "didn't change, skipping" in again.stdout + again.stderr or "up to date" in again.stdout
+
+
+def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    sh([sys.executable, "-m", "d2v.cli", "params", "--conf", str(repo_copy / "conf"), "--out",
+        str(work / "params.yaml"), "data.vision.fashion_mnist_dir=/nonexistent/fashion-mnist"], work)
+    r = sh([sys.executable, "-m", "d2v.cli", "download", "vision"], work, check=False)
+    assert r.returncode == 2
+    assert "dataset-fashion-mnist" in r.stderr and "data.vision.source" in r.stderr
+    assert not (work / "data/raw/vision").exists()
