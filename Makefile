@@ -48,6 +48,7 @@ run: setup
 	$(VENV)/bin/dvc metrics show
 
 test: setup
+	$(VENV)/bin/ruff check d2v stages tests
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,8 +85,9 @@ class Backbone(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.apply(_init_weights)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None,
-                collect: Sublayer | None = None) -> EncoderOutput:
+    def forward(
+        self, x: Tensor, padding_mask: Tensor | None = None, collect: Sublayer | None = None
+    ) -> EncoderOutput:
         """x: (B, T, D) -> final output and, if `collect` is set, that sublayer of every block."""
         layers = []
         for block in self.blocks:

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 KEEP = 2  # checkpoints kept on disk
 
 
-def save_checkpoint(engine: Any, teacher: EMATeacher, ckpt_dir: Path, step: int,
-                    state: dict[str, Any]) -> None:
+def save_checkpoint(
+    engine: Any, teacher: EMATeacher, ckpt_dir: Path, step: int, state: dict[str, Any]
+) -> None:
     """Save after `step` updates. `state`: small loop state (collapse strikes, ...)."""
     tag = f"step{step:08d}"
     if dist.get_rank() == 0:

@@ -35,15 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--conf", default="conf")
     c.add_argument("--out", default="params.yaml")
 
-    for name, what in (("download", "fetch or generate raw data"),
-                       ("prepare", "decode raw data into shards"),
-                       ("pretrain", "data2vec pretraining through DeepSpeed")):
+    for name, what in (
+        ("download", "fetch or generate raw data"),
+        ("prepare", "decode raw data into shards"),
+        ("pretrain", "data2vec pretraining through DeepSpeed"),
+    ):
         c = sub.add_parser(name, help=what)
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
-    for name, what in (("finetune", "fine-tune pretrained and scratch encoders"),
-                       ("evaluate", "score fine-tuned models and linear probes")):
+    for name, what in (
+        ("finetune", "fine-tune pretrained and scratch encoders"),
+        ("evaluate", "score fine-tuned models and linear probes"),
+    ):
         c = sub.add_parser(name, help=what)
         c.add_argument("task")
         c.add_argument("--params", default="params.yaml")
@@ -77,8 +81,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                 if code:
                     raise SystemExit(code)
                 return
-            run_pretrain(params, args.modality, prepared, Path("models") / m / "pretrained",
-                         Path("metrics/pretrain") / f"{m}.json")
+            run_pretrain(
+                params,
+                args.modality,
+                prepared,
+                Path("models") / m / "pretrained",
+                Path("metrics/pretrain") / f"{m}.json",
+            )
         return
     if args.task not in params.finetune:
         raise ConfigError(f"unknown task {args.task!r}: allowed {sorted(params.finetune)}")
@@ -92,8 +101,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     else:
         from d2v.runs.evaluate import run_evaluate
 
-        run_evaluate(params, args.task, prepared, pretrained, finetuned,
-                     Path("metrics/eval") / f"{args.task}.json")
+        run_evaluate(
+            params,
+            args.task,
+            prepared,
+            pretrained,
+            finetuned,
+            Path("metrics/eval") / f"{args.task}.json",
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

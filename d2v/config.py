@@ -54,7 +54,9 @@ class ModelConfig:
         _check(self.dim >= 8, f"{p}.dim", self.dim, ">= 8")
         _check(self.depth >= 1, f"{p}.depth", self.depth, ">= 1")
         _check(self.heads >= 1, f"{p}.heads", self.heads, ">= 1")
-        _check(self.dim % self.heads == 0, f"{p}.dim", self.dim, f"a multiple of heads={self.heads}")
+        _check(
+            self.dim % self.heads == 0, f"{p}.dim", self.dim, f"a multiple of heads={self.heads}"
+        )
         _check(self.mlp_ratio > 0, f"{p}.mlp_ratio", self.mlp_ratio, "> 0")
         _check(0 <= self.dropout < 1, f"{p}.dropout", self.dropout, "[0, 1)")
 
@@ -66,7 +68,9 @@ class DeepSpeedConfig:
     num_procs: int = 1  # > 1: the stage relaunches itself under torchrun with this many ranks
 
     def validate(self, p: str) -> None:
-        _check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", self.zero_stage, "one of 0, 1, 2, 3")
+        _check(
+            self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", self.zero_stage, "one of 0, 1, 2, 3"
+        )
         _check(self.num_procs >= 1, f"{p}.num_procs", self.num_procs, ">= 1")
 
 
@@ -92,14 +96,24 @@ class VisionDataConfig:
     limit_per_split: int | None = None  # smoke tests: first N images per split
 
     def validate(self, p: str) -> None:
-        _check(self.source in ("fashion_mnist", "imagenet"), f"{p}.source", self.source,
-               "one of fashion_mnist, imagenet")
+        _check(
+            self.source in ("fashion_mnist", "imagenet"),
+            f"{p}.source",
+            self.source,
+            "one of fashion_mnist, imagenet",
+        )
         _check(self.image_size >= 4, f"{p}.image_size", self.image_size, ">= 4")
         _check(self.channels in (1, 3), f"{p}.channels", self.channels, "1 or 3")
-        _check(self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail")
+        _check(
+            self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail"
+        )
         if self.source == "imagenet":
-            _check(bool(self.imagenet_dir), f"{p}.imagenet_dir", self.imagenet_dir,
-                   "a folder with the ILSVRC2012 archives when source=imagenet")
+            _check(
+                bool(self.imagenet_dir),
+                f"{p}.imagenet_dir",
+                self.imagenet_dir,
+                "a folder with the ILSVRC2012 archives when source=imagenet",
+            )
 
 
 @dataclass
@@ -184,8 +198,12 @@ class OptimConfig:
         _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
         _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
         _check(0 <= self.min_lr_ratio <= 1, f"{p}.min_lr_ratio", self.min_lr_ratio, "[0, 1]")
-        _check(0 <= self.warmup_steps <= self.steps, f"{p}.warmup_steps", self.warmup_steps,
-               f"[0, steps={self.steps}]")
+        _check(
+            0 <= self.warmup_steps <= self.steps,
+            f"{p}.warmup_steps",
+            self.warmup_steps,
+            f"[0, steps={self.steps}]",
+        )
         _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
         _check(0 <= self.beta1 < 1, f"{p}.beta1", self.beta1, "[0, 1)")
         _check(0 <= self.beta2 < 1, f"{p}.beta2", self.beta2, "[0, 1)")
@@ -199,7 +217,8 @@ class VisionPretrainConfig:
     mask: BlockMaskConfig = field(default_factory=BlockMaskConfig)
     ema: EmaConfig = field(default_factory=lambda: EmaConfig(0.9998, 0.9998, 0))
     targets: TargetConfig = field(
-        default_factory=lambda: TargetConfig(None, Norm.layer, Norm.layer, Sublayer.ffn))
+        default_factory=lambda: TargetConfig(None, Norm.layer, Norm.layer, Sublayer.ffn)
+    )
     loss: LossConfig = field(default_factory=lambda: LossConfig(beta=2.0))
     optim: OptimConfig = field(default_factory=OptimConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
@@ -208,8 +227,12 @@ class VisionPretrainConfig:
     log_every: int = 10
 
     def validate(self, p: str, model: ModelConfig, image_size: int) -> None:
-        _check(self.patch_size >= 1 and image_size % self.patch_size == 0, f"{p}.patch_size",
-               self.patch_size, f"a divisor of data.vision.image_size={image_size}")
+        _check(
+            self.patch_size >= 1 and image_size % self.patch_size == 0,
+            f"{p}.patch_size",
+            self.patch_size,
+            f"a divisor of data.vision.image_size={image_size}",
+        )
         _check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
         self.mask.validate(f"{p}.mask")
         self.ema.validate(f"{p}.ema")
@@ -238,8 +261,12 @@ class FinetuneOptim:
         _check(self.steps >= 1, f"{p}.steps", self.steps, ">= 1")
         _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
         _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
-        _check(0 <= self.warmup_steps <= self.steps, f"{p}.warmup_steps", self.warmup_steps,
-               f"[0, steps={self.steps}]")
+        _check(
+            0 <= self.warmup_steps <= self.steps,
+            f"{p}.warmup_steps",
+            self.warmup_steps,
+            f"[0, steps={self.steps}]",
+        )
         _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
 
 
@@ -287,8 +314,12 @@ class Params:
     finetune: dict[str, TaskConfig] = field(default_factory=dict)
 
     def validate(self) -> Params:
-        _check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "seeds",
-               self.seeds, "a non-empty list of distinct ints")
+        _check(
+            len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            self.seeds,
+            "a non-empty list of distinct ints",
+        )
         self.model.validate("model")
         self.deepspeed.validate("deepspeed")
         self.tracking.validate("tracking")
@@ -336,7 +367,9 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             return tp(value)
         except ValueError:
             allowed = ", ".join(m.value for m in tp)
-            raise ConfigError(f"invalid param {path} = {value!r}: allowed one of {allowed}") from None
+            raise ConfigError(
+                f"invalid param {path} = {value!r}: allowed one of {allowed}"
+            ) from None
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -349,9 +382,12 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return {k: _coerce(inner, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float, str, bool) and not (isinstance(value, tp) and
-                                              not (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"invalid param {path} = {value!r}: allowed a value of type {tp.__name__}")
+    if tp in (int, float, str, bool) and not (
+        isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    ):
+        raise ConfigError(
+            f"invalid param {path} = {value!r}: allowed a value of type {tp.__name__}"
+        )
     return value
 
 

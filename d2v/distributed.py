@@ -40,8 +40,13 @@ def init_distributed() -> DistInfo:
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(free_port()))
+        os.environ.update(
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(free_port()),
+        )
     import deepspeed
     import torch.distributed as dist
 
@@ -52,8 +57,9 @@ def init_distributed() -> DistInfo:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo",
-                                   verbose=False)
+        deepspeed.init_distributed(
+            dist_backend="nccl" if device.type == "cuda" else "gloo", verbose=False
+        )
     info = DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
     log.info("rank %d of %d on %s", info.rank, info.world_size, device)
     return info

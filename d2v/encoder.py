@@ -34,7 +34,8 @@ class Encoder(nn.Module):
         self.dim = cfg.dim
         self.depth = cfg.depth
 
-    def forward(self, source: Tensor, mask: MaskInfo | None = None,
-                collect: Sublayer | None = None) -> EncoderOutput:
+    def forward(
+        self, source: Tensor, mask: MaskInfo | None = None, collect: Sublayer | None = None
+    ) -> EncoderOutput:
         tokens = self.frontend(source, mask)
         return self.backbone(tokens.x, tokens.padding_mask, collect)

@@ -59,8 +59,15 @@ def _forever(batches: Batches) -> Iterator[tuple[Tensor, Tensor]]:
         yield from batches()
 
 
-def finetune(model: Classifier, batches: Batches, cfg: FinetuneOptim, device: torch.device,
-             tracker: Tracker, bf16: bool = False, desc: str = "finetune") -> list[float]:
+def finetune(
+    model: Classifier,
+    batches: Batches,
+    cfg: FinetuneOptim,
+    device: torch.device,
+    tracker: Tracker,
+    bf16: bool = False,
+    desc: str = "finetune",
+) -> list[float]:
     """Full fine-tuning for cfg.steps updates; returns the logged training losses."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -85,8 +92,9 @@ def finetune(model: Classifier, batches: Batches, cfg: FinetuneOptim, device: to
 
 
 @torch.no_grad()
-def predict(model: Classifier, batches: Iterable[tuple[Tensor, Tensor]],
-            device: torch.device) -> tuple[Tensor, Tensor]:
+def predict(
+    model: Classifier, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Logits (N, C) and labels (N,) over a pass of `batches`, in eval mode."""
     model.to(device).eval()
     logits, labels = [], []
@@ -97,8 +105,9 @@ def predict(model: Classifier, batches: Iterable[tuple[Tensor, Tensor]],
 
 
 @torch.no_grad()
-def extract_features(encoder: Encoder, batches: Iterable[tuple[Tensor, Tensor]],
-                     device: torch.device) -> tuple[Tensor, Tensor]:
+def extract_features(
+    encoder: Encoder, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Mean-pooled last-layer features (N, D) and labels (N,) of a frozen encoder."""
     encoder.to(device).eval()
     feats, labels = [], []
@@ -109,8 +118,9 @@ def extract_features(encoder: Encoder, batches: Iterable[tuple[Tensor, Tensor]],
     return torch.cat(feats), torch.cat(labels)
 
 
-def linear_probe(train_x: Tensor, train_y: Tensor, num_classes: int, cfg: ProbeConfig,
-                 seed: int) -> Callable[[Tensor], Tensor]:
+def linear_probe(
+    train_x: Tensor, train_y: Tensor, num_classes: int, cfg: ProbeConfig, seed: int
+) -> Callable[[Tensor], Tensor]:
     """Multinomial logistic regression on standardized features (full batch, AdamW).
 
     train_x: (N, D), train_y: (N,) -> a function from features (M, D) to logits (M, C).

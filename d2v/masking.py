@@ -53,8 +53,9 @@ def random_mask(batch: int, tokens: int, ratio: float, generator: torch.Generato
     return mask_from_scores(scores, round(ratio * tokens))
 
 
-def block_mask(batch: int, grid: tuple[int, int], cfg: BlockMaskConfig,
-               generator: torch.Generator) -> MaskInfo:
+def block_mask(
+    batch: int, grid: tuple[int, int], cfg: BlockMaskConfig, generator: torch.Generator
+) -> MaskInfo:
     """BEiT block-wise masking on an (h, w) patch grid, vectorized over the batch.
 
     Each sample draws a sequence of rectangles (area >= cfg.min_patches, aspect ratio
@@ -68,7 +69,9 @@ def block_mask(batch: int, grid: tuple[int, int], cfg: BlockMaskConfig,
     n_blocks = max(8, 4 * math.ceil(target / cfg.min_patches))
     g = generator
 
-    area = cfg.min_patches + torch.rand(batch, n_blocks, generator=g) * max(target - cfg.min_patches, 0)
+    area = cfg.min_patches + torch.rand(batch, n_blocks, generator=g) * max(
+        target - cfg.min_patches, 0
+    )
     log_ar = math.log(cfg.min_aspect)
     aspect = torch.exp(log_ar + torch.rand(batch, n_blocks, generator=g) * (-2 * log_ar))
     bh = torch.sqrt(area * aspect).round().clamp(1, h)

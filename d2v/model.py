@@ -57,5 +57,9 @@ class Data2Vec(nn.Module):
 
     def regress(self, pred: Tensor, target: Tensor) -> Data2VecOutput:
         loss = regression_loss(pred, target, self.loss_cfg.beta, self.loss_cfg.scale_by_dim)
-        return Data2VecOutput(loss=loss, pred_std=feature_std(pred.detach()),
-                              target_std=feature_std(target), num_masked=int(target.shape[0]))
+        return Data2VecOutput(
+            loss=loss,
+            pred_std=feature_std(pred.detach()),
+            target_std=feature_std(target),
+            num_masked=int(target.shape[0]),
+        )

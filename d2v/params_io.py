@@ -40,8 +40,9 @@ def compose(config_dir: str | Path = "conf", overrides: Sequence[str] = ()) -> d
     return OmegaConf.to_container(cfg)  # type: ignore[return-value]
 
 
-def dump_composed(out: str | Path, config_dir: str | Path = "conf",
-                  overrides: Sequence[str] = ()) -> None:
+def dump_composed(
+    out: str | Path, config_dir: str | Path = "conf", overrides: Sequence[str] = ()
+) -> None:
     """Write params.yaml as DVC does (OmegaConf's YAML), after validating it."""
     from omegaconf import OmegaConf
 

@@ -19,7 +19,7 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
         raise ValueError(f"batch size {batch_size} exceeds the {n} examples")
     per_epoch = n // batch_size
     epoch, i = divmod(step, per_epoch)
-    return _permutation(n, seed, epoch)[i * batch_size:(i + 1) * batch_size]
+    return _permutation(n, seed, epoch)[i * batch_size : (i + 1) * batch_size]
 
 
 def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:

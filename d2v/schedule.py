@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 
-def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+def lr_at(
+    step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float
+) -> float:
     """Linear warmup from 0 over `warmup_steps`, then cosine decay to `min_ratio * base_lr`."""
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps

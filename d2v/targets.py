@@ -24,7 +24,9 @@ def resolve_top_k(top_k: int | None, modality: Modality, depth: int) -> int:
     return max(1, min(depth, round(PAPER_TOP_K[modality] * depth / PAPER_DEPTH)))
 
 
-def normalize(y: Tensor, norm: Norm, padding_mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def normalize(
+    y: Tensor, norm: Norm, padding_mask: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
     """y: (B, T, D) -> same shape, float32.
 
     instance: zero mean, unit variance over time per (sample, channel), padding excluded;
@@ -46,8 +48,9 @@ def normalize(y: Tensor, norm: Norm, padding_mask: Tensor | None = None, eps: fl
     return y
 
 
-def make_targets(layers: list[Tensor], cfg: TargetConfig, top_k: int,
-                 padding_mask: Tensor | None = None) -> Tensor:
+def make_targets(
+    layers: list[Tensor], cfg: TargetConfig, top_k: int, padding_mask: Tensor | None = None
+) -> Tensor:
     """Average of the top-K normalized layers, optionally normalized again.
 
     layers: L tensors (B, T, D), bottom first -> (B, T, D) float32.

@@ -76,10 +76,14 @@ class EMATeacher:
     def state_dict(self) -> dict[str, Tensor]:
         """The teacher's own parameters and buffers (shared modules belong to the student)."""
         state = self.model.state_dict()
-        return {k: v for k, v in state.items() if not k.startswith(tuple(f"{s}." for s in self.shared))}
+        return {
+            k: v for k, v in state.items() if not k.startswith(tuple(f"{s}." for s in self.shared))
+        }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         own_missing = [k for k in missing if not k.startswith(tuple(f"{s}." for s in self.shared))]
         if own_missing or unexpected:
-            raise KeyError(f"teacher state mismatch: missing {own_missing}, unexpected {unexpected}")
+            raise KeyError(
+                f"teacher state mismatch: missing {own_missing}, unexpected {unexpected}"
+            )

@@ -46,8 +46,9 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -81,8 +82,13 @@ class Tracker:
         mlflow.set_experiment(cfg.experiment)
 
     @contextlib.contextmanager
-    def run(self, name: str, tags: Mapping[str, Any] | None = None,
-            params: Mapping[str, Any] | None = None, nested: bool = False) -> Iterator[str | None]:
+    def run(
+        self,
+        name: str,
+        tags: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        nested: bool = False,
+    ) -> Iterator[str | None]:
         """Open a run (nested under the active one if `nested`); yields its id. A run left by an
         exception ends FAILED (MLflow's own context manager), with the error as a tag."""
         if not self.active:
@@ -106,7 +112,7 @@ class Tracker:
         flat = {k: str(v)[:6000] for k, v in flatten(to_dict(params)).items()}
         items = list(flat.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.mlflow.log_params(dict(items[i:i + 100]))
+            self.mlflow.log_params(dict(items[i : i + 100]))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self.active:

@@ -21,8 +21,15 @@ from tqdm import tqdm
 
 from d2v.checkpoint import load_checkpoint, save_checkpoint
 from d2v.collapse import CollapseError, CollapseMonitor, NonFiniteLossError
-from d2v.config import CollapseConfig, DeepSpeedConfig, EmaConfig, LossConfig, OptimConfig, Precision
-from d2v.config import TargetConfig
+from d2v.config import (
+    CollapseConfig,
+    DeepSpeedConfig,
+    EmaConfig,
+    LossConfig,
+    OptimConfig,
+    Precision,
+    TargetConfig,
+)
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
 from d2v.masking import MaskInfo
@@ -94,8 +101,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def use_bf16(precision: Precision, device: torch.device) -> bool:
@@ -112,18 +121,30 @@ def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def pretrain(spec: PretrainSpec, ds: DeepSpeedConfig, dist_info: DistInfo, seed: int,
-             ckpt_dir: Path, tracker: Tracker) -> tuple[Data2Vec, EMATeacher, PretrainResult]:
+def pretrain(
+    spec: PretrainSpec,
+    ds: DeepSpeedConfig,
+    dist_info: DistInfo,
+    seed: int,
+    ckpt_dir: Path,
+    tracker: Tracker,
+) -> tuple[Data2Vec, EMATeacher, PretrainResult]:
     import deepspeed
 
     device = dist_info.device
     torch.manual_seed(seed)  # identical initial weights on every rank
     model = Data2Vec(spec.build_encoder(), spec.targets, spec.loss, spec.top_k).to(device)
     teacher = EMATeacher(model.encoder, spec.shared)
-    optimizer = torch.optim.AdamW(param_groups(model, spec.optim.weight_decay), lr=spec.optim.lr,
-                                  betas=(spec.optim.beta1, spec.optim.beta2))
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                      config=deepspeed_config(ds, spec.optim, dist_info.world_size))
+    optimizer = torch.optim.AdamW(
+        param_groups(model, spec.optim.weight_decay),
+        lr=spec.optim.lr,
+        betas=(spec.optim.beta1, spec.optim.beta2),
+    )
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        config=deepspeed_config(ds, spec.optim, dist_info.world_size),
+    )
     start, state = load_checkpoint(engine, teacher, ckpt_dir)
     monitor = CollapseMonitor(spec.collapse, strikes=state.get("strikes", 0))
     bf16 = use_bf16(ds.precision, device)
@@ -132,8 +153,14 @@ def pretrain(spec: PretrainSpec, ds: DeepSpeedConfig, dist_info: DistInfo, seed:
     history: list[dict[str, float]] = []
     t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
     last = {"loss": math.nan, "target_std": math.nan, "pred_std": math.nan}
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="pretrain",
-               disable=not dist_info.is_main, mininterval=2.0)
+    bar = tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc="pretrain",
+        disable=not dist_info.is_main,
+        mininterval=2.0,
+    )
     for step in bar:
         # schedule
         lr = lr_at(step, spec.optim.lr, spec.optim.warmup_steps, steps, spec.optim.min_lr_ratio)
@@ -160,7 +187,8 @@ def pretrain(spec: PretrainSpec, ds: DeepSpeedConfig, dist_info: DistInfo, seed:
         done = step + 1
         if done % spec.log_every == 0 or done == steps:
             loss, t_std, p_std = _mean_over_ranks(
-                [out.loss.item(), out.target_std.item(), out.pred_std.item()], device)
+                [out.loss.item(), out.target_std.item(), out.pred_std.item()], device
+            )
             now = time.perf_counter()
             rate = n_log * dist_info.world_size / (now - t_log)
             t_log, n_log = now, 0
@@ -173,16 +201,22 @@ def pretrain(spec: PretrainSpec, ds: DeepSpeedConfig, dist_info: DistInfo, seed:
                 tracker.set_tags({"collapsed": "true"})
                 raise CollapseError(
                     f"collapsed at step {done}: target std {t_std:.4g} under "
-                    f"{spec.collapse.min_target_std} for {monitor.strikes} checks")
+                    f"{spec.collapse.min_target_std} for {monitor.strikes} checks"
+                )
         if done % spec.checkpoint_every == 0 and done < steps:
             save_checkpoint(engine, teacher, ckpt_dir, done, {"strikes": monitor.strikes})
     wall = time.perf_counter() - t0
     done_now = steps - start
     result = PretrainResult(
-        steps=steps, final_loss=last["loss"], final_target_std=last["target_std"],
+        steps=steps,
+        final_loss=last["loss"],
+        final_target_std=last["target_std"],
         final_pred_std=last["pred_std"],
         samples_per_s=done_now * spec.optim.batch_size / wall if done_now else 0.0,
-        wall_s=wall, resumed_from=start, history=history)
+        wall_s=wall,
+        resumed_from=start,
+        history=history,
+    )
     tracker.set_tags({"collapsed": "false"})
     return engine.module, teacher, result
 

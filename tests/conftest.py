@@ -15,8 +15,17 @@ from d2v.params_io import compose
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                 "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
+LAUNCHER_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "TORCHELASTIC_RUN_ID",
+)
 
 # Tiny, fast settings on top of the laptop profile (lightning-hydra-template style).
 TINY = [
@@ -54,9 +63,14 @@ def _digits_as_fashion_source(root: Path) -> Path:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = np.stack([
-        np.asarray(Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((28, 28),
-                   Image.BILINEAR)) for img in digits.images])
+    images = np.stack(
+        [
+            np.asarray(
+                Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((28, 28), Image.BILINEAR)
+            )
+            for img in digits.images
+        ]
+    )
     labels = digits.target.astype(np.uint8)
     root.mkdir(parents=True, exist_ok=True)
     for prefix, sl in (("train", slice(0, 1500)), ("t10k", slice(1500, None))):

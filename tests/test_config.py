@@ -11,22 +11,32 @@ import yaml
 from d2v.collapse import CollapseMonitor
 from d2v.config import CollapseConfig, ConfigError, load_params
 from d2v.params_io import compose
-
 from tests.conftest import REPO, subprocess_env, tiny_params
 
 
-@pytest.mark.parametrize(("override", "param", "allowed"), [
-    ("pretrain.vision.ema.tau_end=1.5", "pretrain.vision.ema.tau_end", "(0, 1]"),
-    ("pretrain.vision.ema.tau_start=0", "pretrain.vision.ema.tau_start", "(0, 1]"),
-    ("pretrain.vision.targets.top_k=9", "pretrain.vision.targets.top_k", "[1, depth=4]"),
-    ("pretrain.vision.targets.top_k=0", "pretrain.vision.targets.top_k", "[1, depth=4]"),
-    ("pretrain.vision.mask.ratio=1.0", "pretrain.vision.mask.ratio", "(0, 1)"),
-    ("pretrain.vision.targets.norm=batch", "pretrain.vision.targets.norm", "instance, layer, none"),
-    ("pretrain.vision.targets.sublayer=mlp", "pretrain.vision.targets.sublayer", "attn, ffn, block"),
-    ("finetune.imagenet.modality=smell", "finetune.imagenet.modality", "vision, speech, text"),
-    ("pretrain.vision.patch_size=5", "pretrain.vision.patch_size", "divisor"),
-    ("deepspeed.zero_stage=4", "deepspeed.zero_stage", "0, 1, 2, 3"),
-])
+@pytest.mark.parametrize(
+    ("override", "param", "allowed"),
+    [
+        ("pretrain.vision.ema.tau_end=1.5", "pretrain.vision.ema.tau_end", "(0, 1]"),
+        ("pretrain.vision.ema.tau_start=0", "pretrain.vision.ema.tau_start", "(0, 1]"),
+        ("pretrain.vision.targets.top_k=9", "pretrain.vision.targets.top_k", "[1, depth=4]"),
+        ("pretrain.vision.targets.top_k=0", "pretrain.vision.targets.top_k", "[1, depth=4]"),
+        ("pretrain.vision.mask.ratio=1.0", "pretrain.vision.mask.ratio", "(0, 1)"),
+        (
+            "pretrain.vision.targets.norm=batch",
+            "pretrain.vision.targets.norm",
+            "instance, layer, none",
+        ),
+        (
+            "pretrain.vision.targets.sublayer=mlp",
+            "pretrain.vision.targets.sublayer",
+            "attn, ffn, block",
+        ),
+        ("finetune.imagenet.modality=smell", "finetune.imagenet.modality", "vision, speech, text"),
+        ("pretrain.vision.patch_size=5", "pretrain.vision.patch_size", "divisor"),
+        ("deepspeed.zero_stage=4", "deepspeed.zero_stage", "0, 1, 2, 3"),
+    ],
+)
 def test_invalid_params_name_the_param_and_range(override: str, param: str, allowed: str) -> None:
     with pytest.raises(ConfigError) as e:
         tiny_params(override)
@@ -53,8 +63,14 @@ def test_cli_refuses_bad_params_before_compute(tmp_path) -> None:
     data = compose(REPO / "conf")
     data["pretrain"]["vision"]["ema"]["tau_end"] = 2.0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    r = subprocess.run([sys.executable, "-m", "d2v.cli", "pretrain", "vision"], cwd=tmp_path,
-                       capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "d2v.cli", "pretrain", "vision"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert r.returncode == 2
     assert "pretrain.vision.ema.tau_end = 2.0: allowed (0, 1]" in r.stderr
     assert not (tmp_path / "models").exists()

@@ -33,9 +33,15 @@ def workdir(tmp: Path, prepared: Path, *overrides: str) -> Path:
 
 
 def start(cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "d2v.cli", "pretrain", "vision"], cwd=cwd,
-                            env=subprocess_env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "d2v.cli", "pretrain", "vision"],
+        cwd=cwd,
+        env=subprocess_env(OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> None:
@@ -53,31 +59,42 @@ def model(cwd: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def one_rank(tmp_path_factory: pytest.TempPathFactory, prepared_vision: Path) -> Path:
-    cwd = workdir(tmp_path_factory.mktemp("one_rank"), prepared_vision,
-                  "pretrain.vision.optim.steps=10")
+    cwd = workdir(
+        tmp_path_factory.mktemp("one_rank"), prepared_vision, "pretrain.vision.optim.steps=10"
+    )
     finish(start(cwd))
     return cwd
 
 
 @pytest.mark.parametrize("ranks, zero", [(2, 2), (1, 3), (2, 3)])
-def test_ranks_and_zero_stages_match_one_rank(one_rank: Path, prepared_vision: Path,
-                                              tmp_path: Path, ranks: int, zero: int) -> None:
-    cwd = workdir(tmp_path, prepared_vision, "pretrain.vision.optim.steps=10",
-                  f"deepspeed.num_procs={ranks}", f"deepspeed.zero_stage={zero}")
+def test_ranks_and_zero_stages_match_one_rank(
+    one_rank: Path, prepared_vision: Path, tmp_path: Path, ranks: int, zero: int
+) -> None:
+    cwd = workdir(
+        tmp_path,
+        prepared_vision,
+        "pretrain.vision.optim.steps=10",
+        f"deepspeed.num_procs={ranks}",
+        f"deepspeed.zero_stage={zero}",
+    )
     finish(start(cwd))
     ref, got = history(one_rank), history(cwd)
     assert [h["step"] for h in got] == [h["step"] for h in ref]
     for a, b in zip(ref, got, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-3), (ref, got)
-    assert json.loads((cwd / "models/vision/pretrained/summary.json").read_text())["world_size"] == ranks
+    assert (
+        json.loads((cwd / "models/vision/pretrained/summary.json").read_text())["world_size"]
+        == ranks
+    )
     # the gathered encoder and the EMA teacher match too
     for part in ("encoder", "teacher"):
         for k, v in model(one_rank)[part].items():
             torch.testing.assert_close(model(cwd)[part][k], v, rtol=1e-2, atol=2e-4)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_state(prepared_vision: Path,
-                                                       tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_uninterrupted_state(
+    prepared_vision: Path, tmp_path: Path
+) -> None:
     steps = ("pretrain.vision.optim.steps=60", "pretrain.vision.checkpoint_every=10")
     straight = workdir(tmp_path / "straight", prepared_vision, *steps)
     finish(start(straight))

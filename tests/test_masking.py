@@ -32,6 +32,7 @@ def test_same_seed_same_mask_and_other_seed_differs() -> None:
 
 def test_block_masks_are_blocky() -> None:
     """Block masking leaves masked patches next to masked patches far more than random masking."""
+
     def neighbours(mask: torch.Tensor) -> float:
         m = mask.view(-1, 14, 14).float()
         same = (m[:, :, 1:] * m[:, :, :-1]).sum() + (m[:, 1:, :] * m[:, :-1, :]).sum()

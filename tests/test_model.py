@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from d2v.config import BlockMaskConfig, LossConfig, ModelConfig, Norm, Sublayer, TargetConfig
-from d2v.masking import block_mask
-from d2v.model import Data2Vec
-from d2v.modalities.image import ImageFrontend
 from d2v.encoder import Encoder
+from d2v.masking import block_mask
+from d2v.modalities.image import ImageFrontend
+from d2v.model import Data2Vec
 from d2v.teacher import EMATeacher
 
 
@@ -56,8 +56,9 @@ def test_student_sees_mask_embedding_teacher_sees_input() -> None:
     i = int(torch.nonzero(mask.mask[0])[0])
     r, c = divmod(i, 7)
     y = x.clone()
-    y[..., 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 5.0
+    y[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 5.0
     with torch.no_grad():
         torch.testing.assert_close(model.encode_student(x, mask), model.encode_student(y, mask))
-        assert not torch.allclose(model.encode_teacher(x, mask, teacher),
-                                  model.encode_teacher(y, mask, teacher))
+        assert not torch.allclose(
+            model.encode_teacher(x, mask, teacher), model.encode_teacher(y, mask, teacher)
+        )

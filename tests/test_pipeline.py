@@ -28,16 +28,28 @@ def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) -> Path:
     dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dst / f)
     sh(["git", "init", "-q"], dst)
-    overrides = [*TINY, "data.vision.limit_per_split=2000", f"data.vision.fashion_mnist_dir={fashion_source}",
-                 "seeds=[0,1]", "finetune.imagenet.optim.steps=20", "finetune.imagenet.optim.warmup_steps=2",
-                 "finetune.imagenet.label_fraction=0.05", "finetune.imagenet.probe.epochs=20"]
+    overrides = [
+        *TINY,
+        "data.vision.limit_per_split=2000",
+        f"data.vision.fashion_mnist_dir={fashion_source}",
+        "seeds=[0,1]",
+        "finetune.imagenet.optim.steps=20",
+        "finetune.imagenet.optim.warmup_steps=2",
+        "finetune.imagenet.label_fraction=0.05",
+        "finetune.imagenet.probe.epochs=20",
+    ]
     sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
     return dst
 
@@ -54,7 +66,9 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     assert result["dataset"] == "fashion-mnist" and result["pretrain_collapsed"] is False
     assert (repo_copy / "models/vision/pretrained/encoder.pt").exists()
     assert sorted(p.name for p in (repo_copy / "models/imagenet/finetuned/scratch").iterdir()) == [
-        "seed0.pt", "seed1.pt"]
+        "seed0.pt",
+        "seed1.pt",
+    ]
 
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo_copy).stdout)
     assert "top1" in json.dumps(shown) and "final_loss" in json.dumps(shown)
@@ -63,8 +77,13 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{repo_copy}/mlruns.db")
     runs = mlflow.search_runs(experiment_names=["d2v"])
     names = set(runs["tags.mlflow.runName"])
-    assert {"download/vision", "prepare/vision", "pretrain/vision", "finetune/imagenet",
-            "evaluate/imagenet"} <= names
+    assert {
+        "download/vision",
+        "prepare/vision",
+        "pretrain/vision",
+        "finetune/imagenet",
+        "evaluate/imagenet",
+    } <= names
     per_seed = runs[runs["tags.mlflow.runName"].str.startswith("evaluate/imagenet/")]
     assert len(per_seed) == 4 and per_seed["tags.mlflow.parentRunId"].notna().all()
     assert (runs["status"] == "FINISHED").all()
@@ -77,8 +96,20 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
 def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
-    sh([sys.executable, "-m", "d2v.cli", "params", "--conf", str(repo_copy / "conf"), "--out",
-        str(work / "params.yaml"), "data.vision.fashion_mnist_dir=/nonexistent/fashion-mnist"], work)
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "d2v.cli",
+            "params",
+            "--conf",
+            str(repo_copy / "conf"),
+            "--out",
+            str(work / "params.yaml"),
+            "data.vision.fashion_mnist_dir=/nonexistent/fashion-mnist",
+        ],
+        work,
+    )
     r = sh([sys.executable, "-m", "d2v.cli", "download", "vision"], work, check=False)
     assert r.returncode == 2
     assert "dataset-fashion-mnist" in r.stderr and "data.vision.source" in r.stderr

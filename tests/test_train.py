@@ -23,12 +23,15 @@ def dist_info():
     return init_distributed()
 
 
-def test_pretraining_loss_falls_on_real_images(prepared_vision: Path, dist_info, tmp_path: Path) -> None:
+def test_pretraining_loss_falls_on_real_images(
+    prepared_vision: Path, dist_info, tmp_path: Path
+) -> None:
     params = tiny_params("pretrain.vision.optim.steps=60", "pretrain.vision.optim.lr=0.002")
     spec = pretrain_spec(params, Modality.vision, prepared_vision)
     tracker = Tracker(params.tracking, active=False)
-    model, teacher, result = pretrain(spec, params.deepspeed, dist_info, 0, tmp_path / "ckpt",
-                                      tracker)
+    model, teacher, result = pretrain(
+        spec, params.deepspeed, dist_info, 0, tmp_path / "ckpt", tracker
+    )
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 12
     assert all(torch.isfinite(torch.tensor(losses)))
@@ -37,19 +40,26 @@ def test_pretraining_loss_falls_on_real_images(prepared_vision: Path, dist_info,
     # the teacher moved towards the student
     s = dict(model.encoder.named_parameters())
     t = dict(teacher.model.named_parameters())
-    assert not torch.equal(s["backbone.blocks.0.mlp.fc1.weight"], t["backbone.blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(
+        s["backbone.blocks.0.mlp.fc1.weight"], t["backbone.blocks.0.mlp.fc1.weight"]
+    )
 
 
-def test_collapsed_run_stops_is_marked_and_writes_nothing(prepared_vision: Path, dist_info,
-                                                          tmp_path: Path) -> None:
+def test_collapsed_run_stops_is_marked_and_writes_nothing(
+    prepared_vision: Path, dist_info, tmp_path: Path
+) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    params = tiny_params("pretrain.vision.collapse.min_target_std=100",
-                         "pretrain.vision.collapse.check_after=0",
-                         "pretrain.vision.collapse.patience=2", f"tracking.uri={uri}")
+    params = tiny_params(
+        "pretrain.vision.collapse.min_target_std=100",
+        "pretrain.vision.collapse.check_after=0",
+        "pretrain.vision.collapse.patience=2",
+        f"tracking.uri={uri}",
+    )
     out = tmp_path / "models" / "pretrained"
     with pytest.raises(CollapseError, match="collapsed at step 10"):
-        run_pretrain(params, Modality.vision, prepared_vision, out, tmp_path / "m.json",
-                     tmp_path / "ckpt")
+        run_pretrain(
+            params, Modality.vision, prepared_vision, out, tmp_path / "m.json", tmp_path / "ckpt"
+        )
     assert not out.exists() and not (tmp_path / "m.json").exists()
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["d2v"])
@@ -58,13 +68,15 @@ def test_collapsed_run_stops_is_marked_and_writes_nothing(prepared_vision: Path,
     assert runs.loc[0, "tags.collapsed"] == "true"
 
 
-def test_run_pretrain_writes_model_and_tracks_it(prepared_vision: Path, dist_info,
-                                                 tmp_path: Path) -> None:
+def test_run_pretrain_writes_model_and_tracks_it(
+    prepared_vision: Path, dist_info, tmp_path: Path
+) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     params = tiny_params("pretrain.vision.optim.steps=20", f"tracking.uri={uri}")
     out = tmp_path / "models" / "pretrained"
-    summary = run_pretrain(params, Modality.vision, prepared_vision, out, tmp_path / "m.json",
-                           tmp_path / "ckpt")
+    summary = run_pretrain(
+        params, Modality.vision, prepared_vision, out, tmp_path / "m.json", tmp_path / "ckpt"
+    )
     saved = torch.load(out / "encoder.pt", weights_only=False)
     assert {"encoder", "teacher", "config"} <= set(saved)
     assert (out / "config.yaml").exists() and (out / "summary.json").exists()
@@ -73,7 +85,9 @@ def test_run_pretrain_writes_model_and_tracks_it(prepared_vision: Path, dist_inf
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["collapsed"] == "false"
-    assert run.data.params["pretrain.vision.ema.tau_start"] == str(params.pretrain.vision.ema.tau_start)
+    assert run.data.params["pretrain.vision.ema.tau_start"] == str(
+        params.pretrain.vision.ema.tau_start
+    )
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "target_std")
     assert [m.step for m in history] == [5, 10, 15, 20]
     for key in ("loss", "lr", "tau", "pred_std", "samples_per_s"):

@@ -17,8 +17,9 @@ def sincos_2d(grid: tuple[int, int], dim: int) -> Tensor:
     h, w = grid
     if dim % 4:
         raise ValueError(f"sincos positions need a width divisible by 4, got {dim}")
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
-                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
 
     def axis(pos: Tensor) -> Tensor:

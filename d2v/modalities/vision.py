@@ -20,8 +20,9 @@ from d2v.targets import resolve_top_k
 from d2v.train import PretrainSpec
 
 
-def build_encoder(model: ModelConfig, cfg: VisionPretrainConfig, image_size: int,
-                  channels: int) -> Encoder:
+def build_encoder(
+    model: ModelConfig, cfg: VisionPretrainConfig, image_size: int, channels: int
+) -> Encoder:
     frontend = ImageFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
     return Encoder(frontend, model)
 
@@ -29,8 +30,14 @@ def build_encoder(model: ModelConfig, cfg: VisionPretrainConfig, image_size: int
 class VisionImages:
     """Pretraining view of a prepared split: normalized images and BEiT block masks."""
 
-    def __init__(self, split: ImageSplit, mean: list[float], std: list[float],
-                 grid: tuple[int, int], cfg: VisionPretrainConfig):
+    def __init__(
+        self,
+        split: ImageSplit,
+        mean: list[float],
+        std: list[float],
+        grid: tuple[int, int],
+        cfg: VisionPretrainConfig,
+    ):
         self.batches = ImageBatches(split, batch_size=1, mean=mean, std=std, shuffle=False)
         self.grid = grid
         self.cfg = cfg
@@ -55,9 +62,17 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     channels = split.images.shape[-1]
     return PretrainSpec(
         build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
-        data=data, top_k=resolve_top_k(cfg.targets.top_k, Modality.vision, params.model.depth),
-        ema=cfg.ema, targets=cfg.targets, loss=cfg.loss, optim=cfg.optim, collapse=cfg.collapse,
-        shared=cfg.shared, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+        data=data,
+        top_k=resolve_top_k(cfg.targets.top_k, Modality.vision, params.model.depth),
+        ema=cfg.ema,
+        targets=cfg.targets,
+        loss=cfg.loss,
+        optim=cfg.optim,
+        collapse=cfg.collapse,
+        shared=cfg.shared,
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+    )
 
 
 def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:
@@ -74,10 +89,14 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
         return ImageBatches(train, batch_size, mean, std, generator=seed, indices=indices)
 
     return DownstreamTask(
-        name=task, modality=Modality.vision,
+        name=task,
+        modality=Modality.vision,
         dataset="fashion-mnist" if data_cfg.source == "fashion_mnist" else "imagenet-1k",
-        metric="top1", num_classes=len(meta["classes"]), train_labels=train.labels,
+        metric="top1",
+        num_classes=len(meta["classes"]),
+        train_labels=train.labels,
         build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
         train_pass=train_pass,
         eval_pass=lambda bs: ImageBatches(val, bs, mean, std, shuffle=False),
-        score=lambda logits, labels: {"top1": top1(logits, labels)})
+        score=lambda logits, labels: {"top1": top1(logits, labels)},
+    )

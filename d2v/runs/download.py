@@ -16,15 +16,18 @@ log = logging.getLogger(__name__)
 def run_download(params: Params, modality: Modality, out_dir: Path) -> dict:
     tracker = Tracker(params.tracking)
     cfg = params.data.vision
-    with tracker.run(f"download/{modality.value}",
-                     tags={"stage": "download", "modality": modality.value, "data_source": cfg.source},
-                     params={"data": {modality.value: cfg}}):
+    with tracker.run(
+        f"download/{modality.value}",
+        tags={"stage": "download", "modality": modality.value, "data_source": cfg.source},
+        params={"data": {modality.value: cfg}},
+    ):
         if cfg.source == "fashion_mnist":
             stats = write_fashion_mnist(cfg.fashion_mnist_dir, out_dir, cfg.limit_per_split)
         else:
             archives = imagenet_archives(cfg.imagenet_dir or "")
-            stats = write_imagenet(**archives, out_dir=out_dir, md5=cfg.imagenet_md5,
-                                   limit_classes=cfg.limit_classes)
+            stats = write_imagenet(
+                **archives, out_dir=out_dir, md5=cfg.imagenet_md5, limit_classes=cfg.limit_classes
+            )
         counts = stats.get("counts", {})
         tracker.log_metrics({f"images_{k}": v for k, v in counts.items()})
         log.info("wrote %s: %s", out_dir, counts)

@@ -26,52 +26,91 @@ from d2v.tracking import Tracker
 log = logging.getLogger(__name__)
 
 
-def probe_score(task: DownstreamTask, params: Params, task_name: str, init: str, seed: int,
-                pretrained: Path, device: torch.device) -> dict[str, float]:
+def probe_score(
+    task: DownstreamTask,
+    params: Params,
+    task_name: str,
+    init: str,
+    seed: int,
+    pretrained: Path,
+    device: torch.device,
+) -> dict[str, float]:
     cfg = params.finetune[task_name]
     encoder = init_encoder(task, init, seed, pretrained)
     subset = stratified_subset(task.train_labels, cfg.probe.label_fraction, seed)
-    train_x, train_y = extract_features(encoder, task.train_pass(subset, cfg.eval_batch_size, seed),
-                                        device)
+    train_x, train_y = extract_features(
+        encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
+    )
     val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
     classify = linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)
     return task.score(classify(val_x), val_y)
 
 
-def run_evaluate(params: Params, task_name: str, prepared_dir: Path, pretrained: Path,
-                 finetuned: Path, metrics_path: Path) -> dict:
+def run_evaluate(
+    params: Params,
+    task_name: str,
+    prepared_dir: Path,
+    pretrained: Path,
+    finetuned: Path,
+    metrics_path: Path,
+) -> dict:
     cfg = params.finetune[task_name]
     task = downstream_task(params, task_name, prepared_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tracker = Tracker(params.tracking)
     pre = pretrain_summary(pretrained)
-    base_tags = {"stage": "evaluate", "task": task_name, "modality": task.modality.value,
-                 "dataset": task.dataset, "model": params.model.name,
-                 "pretrain_run_id": pre.get("mlflow_run_id"), "metric": task.metric}
+    base_tags = {
+        "stage": "evaluate",
+        "task": task_name,
+        "modality": task.modality.value,
+        "dataset": task.dataset,
+        "model": params.model.name,
+        "pretrain_run_id": pre.get("mlflow_run_id"),
+        "metric": task.metric,
+    }
     per_seed: dict[str, dict[str, list[float]]] = {i: {} for i in INITS}
-    with tracker.run(f"evaluate/{task_name}", tags=base_tags,
-                     params={"finetune": {task_name: cfg}, "seeds": params.seeds}):
+    with tracker.run(
+        f"evaluate/{task_name}",
+        tags=base_tags,
+        params={"finetune": {task_name: cfg}, "seeds": params.seeds},
+    ):
         for init in INITS:
             for seed in params.seeds:
                 model = Classifier(task.build_encoder(), task.num_classes)
-                model.load_state_dict(torch.load(finetuned / init / f"seed{seed}.pt",
-                                                 map_location="cpu", weights_only=True))
+                model.load_state_dict(
+                    torch.load(
+                        finetuned / init / f"seed{seed}.pt", map_location="cpu", weights_only=True
+                    )
+                )
                 scores = task.score(*predict(model, task.eval_pass(cfg.eval_batch_size), device))
                 probe = probe_score(task, params, task_name, init, seed, pretrained, device)
                 scores.update({f"probe_{k}": v for k, v in probe.items()})
                 for k, v in scores.items():
                     per_seed[init].setdefault(k, []).append(v)
-                with tracker.run(f"evaluate/{task_name}/{init}/seed{seed}", nested=True,
-                                 tags={**base_tags, "init": init, "seed": seed}):
+                with tracker.run(
+                    f"evaluate/{task_name}/{init}/seed{seed}",
+                    nested=True,
+                    tags={**base_tags, "init": init, "seed": seed},
+                ):
                     tracker.log_metrics(scores)
-                log.info("%s %s seed %d: %s", task_name, init, seed,
-                         ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-        result: dict = {"task": task_name, "modality": task.modality.value,
-                        "dataset": task.dataset, "metric": task.metric, "seeds": params.seeds,
-                        "label_fraction": cfg.label_fraction,
-                        "probe_label_fraction": cfg.probe.label_fraction,
-                        "pretrain_collapsed": bool(pre.get("collapsed", False)),
-                        "per_seed": per_seed}
+                log.info(
+                    "%s %s seed %d: %s",
+                    task_name,
+                    init,
+                    seed,
+                    ", ".join(f"{k} {v:.2f}" for k, v in scores.items()),
+                )
+        result: dict = {
+            "task": task_name,
+            "modality": task.modality.value,
+            "dataset": task.dataset,
+            "metric": task.metric,
+            "seeds": params.seeds,
+            "label_fraction": cfg.label_fraction,
+            "probe_label_fraction": cfg.probe.label_fraction,
+            "pretrain_collapsed": bool(pre.get("collapsed", False)),
+            "per_seed": per_seed,
+        }
         for init in INITS:
             result[init] = {}
             for k, values in per_seed[init].items():

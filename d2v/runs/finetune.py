@@ -38,36 +38,63 @@ def pretrain_summary(pretrained: Path) -> dict:
     return json.loads((pretrained / "summary.json").read_text())
 
 
-def run_finetune(params: Params, task_name: str, prepared_dir: Path, pretrained: Path,
-                 out_dir: Path) -> dict:
+def run_finetune(
+    params: Params, task_name: str, prepared_dir: Path, pretrained: Path, out_dir: Path
+) -> dict:
     cfg: TaskConfig = params.finetune[task_name]
     task = downstream_task(params, task_name, prepared_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = bf16_supported(device)
     tracker = Tracker(params.tracking)
-    base_tags = {"stage": "finetune", "task": task_name, "modality": task.modality.value,
-                 "dataset": task.dataset, "model": params.model.name,
-                 "pretrain_run_id": pretrain_summary(pretrained).get("mlflow_run_id")}
+    base_tags = {
+        "stage": "finetune",
+        "task": task_name,
+        "modality": task.modality.value,
+        "dataset": task.dataset,
+        "model": params.model.name,
+        "pretrain_run_id": pretrain_summary(pretrained).get("mlflow_run_id"),
+    }
     summary: dict = {"task": task_name, "label_fraction": cfg.label_fraction, "runs": {}}
-    with tracker.run(f"finetune/{task_name}", tags=base_tags,
-                     params={"finetune": {task_name: cfg}, "seeds": params.seeds}), \
-            atomic_path(out_dir) as tmp:
+    with (
+        tracker.run(
+            f"finetune/{task_name}",
+            tags=base_tags,
+            params={"finetune": {task_name: cfg}, "seeds": params.seeds},
+        ),
+        atomic_path(out_dir) as tmp,
+    ):
         tmp.mkdir()
         for init in INITS:
             for seed in params.seeds:
                 subset = stratified_subset(task.train_labels, cfg.label_fraction, seed)
                 model = Classifier(init_encoder(task, init, seed, pretrained), task.num_classes)
-                with tracker.run(f"finetune/{task_name}/{init}/seed{seed}", nested=True,
-                                 tags={**base_tags, "init": init, "seed": seed,
-                                       "labeled_examples": len(subset)}):
+                with tracker.run(
+                    f"finetune/{task_name}/{init}/seed{seed}",
+                    nested=True,
+                    tags={**base_tags, "init": init, "seed": seed, "labeled_examples": len(subset)},
+                ):
                     batches = task.train_pass(subset, cfg.optim.batch_size, seed)
-                    losses = finetune(model, lambda b=batches: b, cfg.optim, device, tracker,
-                                      bf16, desc=f"finetune {init} seed {seed}")
+                    losses = finetune(
+                        model,
+                        lambda b=batches: b,
+                        cfg.optim,
+                        device,
+                        tracker,
+                        bf16,
+                        desc=f"finetune {init} seed {seed}",
+                    )
                 (tmp / init).mkdir(exist_ok=True)
                 torch.save(model.state_dict(), tmp / init / f"seed{seed}.pt")
                 summary["runs"][f"{init}/seed{seed}"] = {
-                    "final_train_loss": losses[-1], "labeled_examples": int(len(subset))}
-                log.info("finetuned %s seed %d on %d labels: train loss %.4f", init, seed,
-                         len(subset), losses[-1])
+                    "final_train_loss": losses[-1],
+                    "labeled_examples": int(len(subset)),
+                }
+                log.info(
+                    "finetuned %s seed %d on %d labels: train loss %.4f",
+                    init,
+                    seed,
+                    len(subset),
+                    losses[-1],
+                )
         write_json(tmp / "summary.json", summary)
     return summary

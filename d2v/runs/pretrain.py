@@ -33,61 +33,112 @@ log = logging.getLogger(__name__)
 
 def relaunch_under_torchrun(num_procs: int, argv: list[str]) -> int:
     """Run `python argv...` as `num_procs` ranks on this machine; returns the exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={num_procs}",
-           f"--master_port={free_port()}", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={num_procs}",
+        f"--master_port={free_port()}",
+        *argv,
+    ]
     log.info("relaunching: %s", " ".join(cmd))
     return subprocess.call(cmd)
 
 
 def run_config(params: Params, modality: Modality) -> dict:
     """The params that shape a pretraining run (saved beside the model and in MLflow)."""
-    return {"seed": params.seed, "model": params.model, "deepspeed": params.deepspeed,
-            "data": {modality.value: getattr(params.data, modality.value)},
-            "pretrain": {modality.value: getattr(params.pretrain, modality.value)}}
+    return {
+        "seed": params.seed,
+        "model": params.model,
+        "deepspeed": params.deepspeed,
+        "data": {modality.value: getattr(params.data, modality.value)},
+        "pretrain": {modality.value: getattr(params.pretrain, modality.value)},
+    }
 
 
-def run_pretrain(params: Params, modality: Modality, prepared_dir: Path, out_dir: Path,
-                 metrics_path: Path, ckpt_root: Path = Path("checkpoints")) -> dict | None:
+def run_pretrain(
+    params: Params,
+    modality: Modality,
+    prepared_dir: Path,
+    out_dir: Path,
+    metrics_path: Path,
+    ckpt_root: Path = Path("checkpoints"),
+) -> dict | None:
     info = init_distributed()
     spec = pretrain_spec(params, modality, prepared_dir)
     config = to_dict(run_config(params, modality))
     ckpt_dir = ckpt_root / modality.value / fingerprint(config, load_meta(prepared_dir)["counts"])
     tracker = Tracker(params.tracking, active=info.is_main)
-    tags = {"stage": "pretrain", "modality": modality.value, "model": params.model.name,
-            "data_source": getattr(params.data, modality.value).source, "seed": params.seed,
-            "world_size": info.world_size, "zero_stage": params.deepspeed.zero_stage,
-            "top_k": spec.top_k}
+    tags = {
+        "stage": "pretrain",
+        "modality": modality.value,
+        "model": params.model.name,
+        "data_source": getattr(params.data, modality.value).source,
+        "seed": params.seed,
+        "world_size": info.world_size,
+        "zero_stage": params.deepspeed.zero_stage,
+        "top_k": spec.top_k,
+    }
     with tracker.run(f"pretrain/{modality.value}", tags=tags, params=config) as run_id:
         try:
-            model, teacher, result = pretrain(spec, params.deepspeed, info, params.seed, ckpt_dir,
-                                              tracker)
+            model, teacher, result = pretrain(
+                spec, params.deepspeed, info, params.seed, ckpt_dir, tracker
+            )
         except CollapseError as e:
             log.error("%s: the run is marked collapsed in MLflow and no model is written", e)
             raise
         encoder_state = full_state_dict(model.encoder)
-        summary = {"modality": modality.value, "steps": result.steps,
-                   "final_loss": result.final_loss, "final_target_std": result.final_target_std,
-                   "final_pred_std": result.final_pred_std, "samples_per_s": result.samples_per_s,
-                   "wall_s": result.wall_s, "resumed_from": result.resumed_from,
-                   "world_size": info.world_size, "top_k": spec.top_k, "collapsed": False,
-                   "mlflow_run_id": run_id}
+        summary = {
+            "modality": modality.value,
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "final_target_std": result.final_target_std,
+            "final_pred_std": result.final_pred_std,
+            "samples_per_s": result.samples_per_s,
+            "wall_s": result.wall_s,
+            "resumed_from": result.resumed_from,
+            "world_size": info.world_size,
+            "top_k": spec.top_k,
+            "collapsed": False,
+            "mlflow_run_id": run_id,
+        }
         if info.is_main:
             with atomic_path(out_dir) as tmp:
                 tmp.mkdir()
-                torch.save({"encoder": encoder_state, "teacher": teacher.state_dict(),
-                            "config": config}, tmp / "encoder.pt")
+                torch.save(
+                    {"encoder": encoder_state, "teacher": teacher.state_dict(), "config": config},
+                    tmp / "encoder.pt",
+                )
                 (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
                 write_json(tmp / "summary.json", summary)
                 write_json(tmp / "history.json", result.history)
-            write_json(metrics_path, {k: summary[k] for k in (
-                "final_loss", "final_target_std", "final_pred_std", "samples_per_s", "wall_s",
-                "steps")})
+            write_json(
+                metrics_path,
+                {
+                    k: summary[k]
+                    for k in (
+                        "final_loss",
+                        "final_target_std",
+                        "final_pred_std",
+                        "samples_per_s",
+                        "wall_s",
+                        "steps",
+                    )
+                },
+            )
             tracker.log_artifact(out_dir / "config.yaml")
             tracker.log_artifact(out_dir / "summary.json")
-            tracker.log_metrics({"wall_s": result.wall_s, "mean_samples_per_s": result.samples_per_s})
+            tracker.log_metrics(
+                {"wall_s": result.wall_s, "mean_samples_per_s": result.samples_per_s}
+            )
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # the output now holds the model
-            log.info("pretrained %s in %.0f s: loss %.4f, target std %.3f", modality.value,
-                     result.wall_s, result.final_loss, result.final_target_std)
+            log.info(
+                "pretrained %s in %.0f s: loss %.4f, target std %.3f",
+                modality.value,
+                result.wall_s,
+                result.final_loss,
+                result.final_target_std,
+            )
     if dist.get_world_size() > 1:
         dist.barrier()
     return summary if info.is_main else None
