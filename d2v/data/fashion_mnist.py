@@ -9,12 +9,10 @@ fixed settings, so a rerun is byte-identical (good for DVC's cache).
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import gzip
 import io
 import logging
 import math
-import multiprocessing
 import os
 import struct
 import zlib
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from d2v.atomic import atomic_path
 from d2v.data.errors import DataError, SourceMissingError
+from d2v.data.pool import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ def write_fashion_mnist(
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     files = _source_files(src_dir)
     stats: dict = {"classes": list(CLASSES), "counts": {}, "class_counts": {}}
-    with atomic_path(out_dir) as tmp, _process_pool(workers) as pool:
+    with atomic_path(out_dir) as tmp, process_pool(workers) as pool:
         for split, (images_path, labels_path) in files.items():
             images, labels = _read_split(images_path, labels_path)
             images, labels = images[:limit_per_split], labels[:limit_per_split]
@@ -165,21 +164,6 @@ def write_fashion_mnist(
             stats["class_counts"][split] = dict(zip(CLASSES, per_class.tolist(), strict=True))
     log.info("wrote Fashion-MNIST to %s: %s", out_dir, stats["counts"])
     return stats
-
-
-def _process_pool(
-    workers: int,
-) -> concurrent.futures.ProcessPoolExecutor | contextlib.nullcontext[None]:
-    if workers <= 1:
-        return contextlib.nullcontext(None)
-    # fork (as torch's DataLoader on Linux): spawn would re-import the caller's main module, which
-    # breaks scripts without a `__main__` guard. The workers are forked now, before any progress
-    # bar starts tqdm's monitor thread, so no thread's lock is copied into them mid-use.
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork")
-    )
-    pool.submit(int).result()
-    return pool
 
 
 def _write_split(

@@ -13,16 +13,12 @@ in a process pool, so training reads arrays and never opens an image file.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import logging
-import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,6 +26,7 @@ from tqdm import tqdm
 
 from d2v.atomic import atomic_path, write_json
 from d2v.data.errors import DataError
+from d2v.data.pool import ordered_map, process_pool
 
 log = logging.getLogger(__name__)
 
@@ -96,41 +93,6 @@ def _decode_chunk(paths: list[Path], image_size: int, channels: int) -> _Decoded
         [np.bincount(images[..., c].ravel(), minlength=256) for c in range(channels)]
     ).astype(np.int64)
     return _Decoded(images, kept, errors, histogram)
-
-
-def _process_pool(
-    workers: int,
-) -> concurrent.futures.ProcessPoolExecutor | contextlib.nullcontext[None]:
-    if workers <= 1:
-        return contextlib.nullcontext(None)
-    # fork (as torch's DataLoader on Linux): spawn would re-import the caller's main module, which
-    # breaks scripts without a `__main__` guard. The workers are forked now, before any progress
-    # bar starts tqdm's monitor thread, so no thread's lock is copied into them mid-use.
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork")
-    )
-    pool.submit(int).result()
-    return pool
-
-
-def _ordered_map(
-    pool: concurrent.futures.Executor | None, fn: Callable, items: Iterable, window: int
-) -> Iterator[Any]:
-    """`map(fn, items)` in order, keeping at most `window` tasks in flight (bounded memory)."""
-    if pool is None:
-        yield from (fn(*item) for item in items)
-        return
-    pending: collections.deque = collections.deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, *item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
 
 
 class _ShardWriter:
@@ -212,7 +174,7 @@ def _prepare_split(
     result = _SplitResult(histogram=np.zeros((channels, 256), np.int64))
     starts = range(0, len(files), _CHUNK)
     tasks = ((files[s : s + _CHUNK], image_size, channels) for s in starts)
-    decoded_chunks = contextlib.closing(_ordered_map(pool, _decode_chunk, tasks, window))
+    decoded_chunks = contextlib.closing(ordered_map(pool, _decode_chunk, tasks, window))
     with (
         tqdm(total=len(files), desc=f"prepare {split}", unit=" img") as bar,
         decoded_chunks as chunks,
@@ -273,7 +235,7 @@ def prepare_image_folder(
     if not classes:
         raise DataError(f"no class folders in {train_dir}")
     results: dict[str, _SplitResult] = {}
-    with atomic_path(out_dir) as tmp, _process_pool(workers) as pool:
+    with atomic_path(out_dir) as tmp, process_pool(workers) as pool:
         for split in (s for s in SPLITS if (src_dir / s).is_dir()):
             results[split] = _prepare_split(
                 pool,
