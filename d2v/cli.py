@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    c = sub.add_parser("sweep", help="Optuna study over tau, mask rate and K")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("--params", default="params.yaml")
+    c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
+    c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name, what in (
         ("finetune", "fine-tune pretrained and scratch encoders"),
         ("evaluate", "score fine-tuned models and linear probes"),
@@ -62,6 +68,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         log.info("wrote %s", args.out)
         return
     params = read_params(args.params)  # validated before any compute
+    if args.command == "sweep":
+        run_sweep_command(params, args)
+        return
     if args.command in ("download", "prepare", "pretrain"):
         m = args.modality.value
         raw, prepared = Path("data/raw") / m, Path("data/prepared") / m
@@ -109,6 +118,37 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
             finetuned,
             Path("metrics/eval") / f"{args.task}.json",
         )
+
+
+def run_sweep_command(params, args: argparse.Namespace) -> None:
+    from d2v.sweep import DEFAULT_STORAGE, run_sweep, run_worker, study_name
+
+    m = args.modality
+    if m.value not in params.sweep:
+        raise ConfigError(f"no search space sweep.{m.value}: allowed {sorted(params.sweep)}")
+    if args.workers < 1:
+        raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
+    prepared = Path("data/prepared") / m.value
+    if args.worker:  # one of `--workers N` processes, or a worker joining from another machine
+        import optuna
+
+        sweep = params.sweep[m.value]
+        storage = args.storage or sweep.storage or DEFAULT_STORAGE
+        name = study_name(sweep, params, m)
+        parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
+            "mlflow_parent_run_id"
+        )
+        run_worker(params, m, prepared, storage, name, parent)
+        return
+    run_sweep(
+        params,
+        m,
+        prepared,
+        Path("metrics/sweep") / f"{m.value}.json",
+        storage=args.storage,
+        workers=args.workers,
+        params_path=Path(args.params),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

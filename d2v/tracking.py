@@ -88,6 +88,8 @@ class Tracker:
         tags: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         nested: bool = False,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> Iterator[str | None]:
         """Open a run (nested under the active one if `nested`); yields its id. A run left by an
         exception ends FAILED (MLflow's own context manager), with the error as a tag."""
@@ -96,7 +98,13 @@ class Tracker:
             return
         base = {"git_revision": git_revision(), "hardware": hardware()}
         all_tags = {k: str(v) for k, v in {**base, **(tags or {})}.items()}
-        with self.mlflow.start_run(run_name=name, nested=nested, tags=all_tags) as run:
+        if parent_run_id:  # a child of a run opened by another process (sweep workers)
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        if run_id:  # reopen an existing run
+            all_tags = {}
+        with self.mlflow.start_run(
+            run_id=run_id, run_name=None if run_id else name, nested=nested, tags=all_tags or None
+        ) as run:
             if params:
                 self.log_params(params)
             try:

@@ -121,6 +121,9 @@ def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+OnLog = Callable[[int, dict[str, float], Data2Vec], None]  # (step, logged row, student)
+
+
 def pretrain(
     spec: PretrainSpec,
     ds: DeepSpeedConfig,
@@ -128,7 +131,10 @@ def pretrain(
     seed: int,
     ckpt_dir: Path,
     tracker: Tracker,
+    on_log: OnLog | None = None,
 ) -> tuple[Data2Vec, EMATeacher, PretrainResult]:
+    """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. `on_log` runs after
+    each logged step (a sweep reports its proxy there, and may stop the run by raising)."""
     import deepspeed
 
     device = dist_info.device
@@ -203,6 +209,8 @@ def pretrain(
                     f"collapsed at step {done}: target std {t_std:.4g} under "
                     f"{spec.collapse.min_target_std} for {monitor.strikes} checks"
                 )
+            if on_log is not None:
+                on_log(done, row, engine.module)
         if done % spec.checkpoint_every == 0 and done < steps:
             save_checkpoint(engine, teacher, ckpt_dir, done, {"strikes": monitor.strikes})
     wall = time.perf_counter() - t0

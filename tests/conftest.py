@@ -25,6 +25,7 @@ LAUNCHER_VARS = (
     "GROUP_RANK",
     "ROLE_RANK",
     "TORCHELASTIC_RUN_ID",
+    "MLFLOW_TRACKING_URI",  # mlflow.set_tracking_uri in a test writes it; children use params
 )
 
 # Tiny, fast settings on top of the laptop profile (lightning-hydra-template style).
@@ -45,7 +46,7 @@ def tiny_params(*overrides: str) -> Params:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process, without this process's rank variables (in-process
-    DeepSpeed tests set them) so the child sets up its own process group."""
+    DeepSpeed tests set them; the child sets up its own process group) or tracking URI."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
     env.update(DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1", **extra)
     return env

@@ -49,6 +49,10 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         "finetune.imagenet.optim.warmup_steps=2",
         "finetune.imagenet.label_fraction=0.05",
         "finetune.imagenet.probe.epochs=20",
+        'sweep.vision.overrides=["pretrain.vision.optim.steps=10","pretrain.vision.optim.warmup_steps=2",'
+        '"pretrain.vision.optim.batch_size=32"]',
+        "sweep.vision.n_trials=2",
+        "sweep.vision.report_every=5",
     ]
     sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
     return dst
@@ -77,7 +81,11 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{repo_copy}/mlruns.db")
     runs = mlflow.search_runs(experiment_names=["d2v"])
     names = set(runs["tags.mlflow.runName"])
+    sweep = json.loads((repo_copy / "metrics/sweep/vision.json").read_text())
+    assert sweep["n_trials"] == 2 and len(sweep["trials"]) == 2
+    assert sweep["baseline"]["number"] == 0
     assert {
+        "sweep/vision",
         "download/vision",
         "prepare/vision",
         "pretrain/vision",
@@ -86,7 +94,7 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     } <= names
     per_seed = runs[runs["tags.mlflow.runName"].str.startswith("evaluate/imagenet/")]
     assert len(per_seed) == 4 and per_seed["tags.mlflow.parentRunId"].notna().all()
-    assert (runs["status"] == "FINISHED").all()
+    assert (runs[runs["tags.stage"] != "sweep"]["status"] == "FINISHED").all()
 
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)

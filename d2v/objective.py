@@ -1,0 +1,131 @@
+"""A sweep trial: its params built with Hydra's compose API plus the sampled overrides, a short
+pretraining run, and the cheap downstream proxy reported at intervals for pruning."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+
+from d2v.collapse import CollapseError
+from d2v.config import Modality, ModelConfig, Params, SweepConfig, SweepDim, load_params, to_dict
+from d2v.data.shards import stratified_subset
+from d2v.distributed import DistInfo
+from d2v.downstream import DownstreamTask
+from d2v.encoder import Encoder
+from d2v.finetune import extract_features, linear_probe
+from d2v.modalities import downstream_task, pretrain_spec
+from d2v.params_io import compose
+from d2v.tracking import Tracker
+from d2v.train import pretrain
+
+
+def suggest(trial: optuna.Trial, name: str, dim: SweepDim, model: ModelConfig) -> Any:
+    """The param value for this trial; tau-like params are sampled as log(1 - tau)."""
+    if dim.scale == "categorical":
+        return trial.suggest_categorical(name, list(dim.choices or []))
+    if dim.scale == "int":
+        high = int(dim.high) if dim.high is not None else model.depth
+        return trial.suggest_int(name, int(dim.low), high)
+    if dim.scale == "one_minus_log":
+        gap = trial.suggest_float(f"{name}_gap", dim.low, dim.high, log=True)
+        return 1.0 - gap
+    return trial.suggest_float(name, dim.low, dim.high, log=dim.scale == "log")
+
+
+def trial_overrides(trial: optuna.Trial, sweep: SweepConfig, model: ModelConfig) -> dict[str, Any]:
+    """{param path: sampled value} over the enabled dimensions."""
+    return {d.param: suggest(trial, n, d, model) for n, d in sweep.space.items() if d.enabled}
+
+
+def trial_params(base: Params, sweep: SweepConfig, values: dict[str, Any]) -> Params:
+    """The run's own params with the sweep's budget overrides and the sampled values on top,
+    composed by Hydra's compose API (base written as a one-file config dir); validated."""
+    overrides = [*sweep.overrides, *(f"{k}={_hydra(v)}" for k, v in values.items())]
+    with tempfile.TemporaryDirectory() as conf:
+        (Path(conf) / "config.yaml").write_text(yaml.safe_dump(to_dict(base)))
+        return load_params(compose(conf, overrides))
+
+
+def _hydra(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def probe_value(
+    encoder: Encoder,
+    task: DownstreamTask,
+    params: Params,
+    fraction: float,
+    seed: int,
+    device: torch.device,
+) -> float:
+    """Linear-probe score of a frozen encoder on a class-balanced label subset."""
+    cfg = params.finetune[task.name]
+    subset = stratified_subset(task.train_labels, fraction, seed)
+    train_x, train_y = extract_features(
+        encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
+    )
+    val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
+    scores = task.score(
+        linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)(val_x), val_y
+    )
+    encoder.train()
+    return scores[task.metric]
+
+
+def run_trial(
+    trial: optuna.Trial,
+    modality: Modality,
+    base: Params,
+    prepared_dir: Path,
+    dist_info: DistInfo,
+    tracker: Tracker,
+) -> float:
+    """Pretrain with this trial's config and return its proxy score.
+
+    Raises optuna.TrialPruned when the pruner stops it or the run collapses (tagged collapsed).
+    """
+    sweep = base.sweep[modality.value]
+    values = trial_overrides(trial, sweep, trial_params(base, sweep, {}).model)
+    params = trial_params(base, sweep, values)
+    trial.set_user_attr("overrides", {k: _hydra(v) for k, v in values.items()})
+    spec = pretrain_spec(params, modality, prepared_dir)
+    task = downstream_task(params, sweep.task, prepared_dir)
+    steps = spec.optim.steps
+    tracker.log_params({"trial": trial.number, **values, "config": to_dict(params.pretrain)})
+
+    def report(step: int, row: dict[str, float], student: Any) -> None:
+        if step % sweep.report_every or step >= steps:
+            return
+        value = probe_value(
+            student.encoder, task, params, sweep.probe_label_fraction, sweep.seed, dist_info.device
+        )
+        trial.report(value, step)
+        tracker.log_metrics({"proxy": value}, step=step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step} with proxy {value:.3f}")
+
+    ckpt = Path(tempfile.mkdtemp(prefix=f"d2v-trial{trial.number}-"))
+    try:
+        model, _, _ = pretrain(
+            spec, params.deepspeed, dist_info, params.seed, ckpt, tracker, on_log=report
+        )
+    except CollapseError as e:
+        trial.set_user_attr("collapsed", True)
+        raise optuna.TrialPruned(str(e)) from e
+    finally:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    value = probe_value(
+        model.encoder, task, params, sweep.probe_label_fraction, sweep.seed, dist_info.device
+    )
+    if not math.isfinite(value):
+        raise RuntimeError(f"proxy value is {value}")
+    trial.report(value, steps)
+    tracker.log_metrics({"proxy": value}, step=steps)
+    return value

@@ -1,0 +1,284 @@
+"""Optuna studies over EMA tau, mask rate and top-K (and, switched on, target sublayer / norm).
+
+The study lives in an RDB storage: an SQLite file by default, PostgreSQL when workers on many
+machines share it. All `n_trials` trials are enqueued up front and workers only pop queued ones,
+so however many workers on however many machines, exactly `n_trials` trials run; a re-run resumes
+the queue and never counts a trial twice. A worker that dies leaves a trial RUNNING; storage
+heartbeats fail it after the grace period, and it counts as finished (FAIL).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread  # Study.optimize uses it the same way
+from optuna.trial import TrialState
+
+from d2v.atomic import write_json
+from d2v.config import Modality, Params, SweepConfig, to_dict
+from d2v.distributed import init_distributed
+from d2v.objective import run_trial
+from d2v.params_io import fingerprint
+from d2v.targets import resolve_top_k
+from d2v.tracking import Tracker, flatten
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///data/sweep.db"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def study_name(sweep: SweepConfig, params: Params, modality: Modality) -> str:
+    """Name plus a fingerprint of what shapes the trials: a changed config starts a new study."""
+    shaping = (sweep, params.model, getattr(params.pretrain, modality.value), params.seed)
+    return f"{sweep.study_name}-{fingerprint(*shaping)[:8]}"
+
+
+def open_study(sweep: SweepConfig, name: str, storage: str) -> optuna.Study:
+    rdb = optuna.storages.RDBStorage(
+        storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
+    )
+    sampler = (
+        optuna.samplers.RandomSampler(seed=sweep.seed)
+        if sweep.sampler == "random"
+        else optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=2)
+    )
+    pruner = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }[sweep.pruner]()
+    return optuna.create_study(
+        study_name=name,
+        storage=rdb,
+        sampler=sampler,
+        pruner=pruner,
+        direction=sweep.direction,
+        load_if_exists=True,
+    )
+
+
+def baseline_values(params: Params, sweep: SweepConfig, modality: Modality) -> dict[str, Any]:
+    """The run's own defaults in the study's param space: trial 0 scores them at the same budget."""
+    flat = flatten(to_dict(params))
+    out: dict[str, Any] = {}
+    for name, dim in sweep.space.items():
+        if not dim.enabled:
+            continue
+        value = flat[dim.param]
+        if value is None and dim.param.endswith("targets.top_k"):
+            value = resolve_top_k(None, modality, params.model.depth)
+        if dim.scale == "one_minus_log":
+            out[f"{name}_gap"] = 1.0 - value
+        else:
+            out[name] = value
+    return out
+
+
+def enqueue(study: optuna.Study, n_trials: int, baseline: dict[str, Any]) -> None:
+    """Queue trials until the study holds n_trials (the first, in a new study, the baseline)."""
+    have = len(study.get_trials(deepcopy=False))
+    if have == 0:
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+        have = 1
+    for _ in range(n_trials - have):
+        study.enqueue_trial({})
+
+
+def run_worker(
+    params: Params,
+    modality: Modality,
+    prepared_dir: Path,
+    storage: str,
+    name: str,
+    parent_run_id: str | None,
+) -> int:
+    """Pop queued trials until none is left; returns how many this worker ran."""
+    sweep = params.sweep[modality.value]
+    study = open_study(sweep, name, storage)
+    dist_info = init_distributed()
+    tracker = Tracker(params.tracking)
+    ran = 0
+    while True:
+        with warnings.catch_warnings():  # fail_stale_trials is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        study._thread_local.cached_all_trials = None
+        trial_id = study._pop_waiting_trial_id()  # never creates a trial: the queue is the budget
+        if trial_id is None:
+            return ran
+        trial = optuna.Trial(study, trial_id)
+        ran += 1
+        _run_one(trial, study, modality, params, prepared_dir, dist_info, tracker, parent_run_id)
+
+
+def _run_one(
+    trial: optuna.Trial,
+    study: optuna.Study,
+    modality: Modality,
+    params: Params,
+    prepared_dir: Path,
+    dist_info: Any,
+    tracker: Tracker,
+    parent_run_id: str | None,
+) -> None:
+    tags = {
+        "stage": "sweep",
+        "modality": modality.value,
+        "study": study.study_name,
+        "trial_number": trial.number,
+        "baseline": trial.user_attrs.get("baseline", False),
+    }
+    status, state = "FINISHED", TrialState.COMPLETE
+    with (
+        get_heartbeat_thread(trial._trial_id, study._storage),
+        tracker.run(
+            f"sweep/{modality.value}/trial{trial.number}", tags=tags, parent_run_id=parent_run_id
+        ) as run_id,
+    ):
+        trial.set_user_attr("mlflow_run_id", run_id)
+        try:
+            value = run_trial(trial, modality, params, prepared_dir, dist_info, tracker)
+            study.tell(trial, value)
+            tracker.log_metrics({"value": value})
+        except optuna.TrialPruned as e:
+            state, status = TrialState.PRUNED, "KILLED"
+            study.tell(trial, state=state)
+            log.info("trial %d pruned: %s", trial.number, e)
+        except Exception as e:  # a failing trial is recorded and the study goes on
+            state, status = TrialState.FAIL, "FAILED"
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            study.tell(trial, state=state)
+            tracker.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
+            log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+        collapsed = bool(study._storage.get_trial(trial._trial_id).user_attrs.get("collapsed"))
+        tracker.set_tags({"state": state.name, "collapsed": str(collapsed).lower()})
+    if tracker.active and run_id:
+        tracker.mlflow.MlflowClient().set_terminated(run_id, status)
+
+
+def run_sweep(
+    params: Params,
+    modality: Modality,
+    prepared_dir: Path,
+    out_json: Path,
+    storage: str | None = None,
+    workers: int = 1,
+    params_path: Path = Path("params.yaml"),
+) -> dict:
+    """Create or resume the study, run `workers` worker processes, write the summary."""
+    sweep = params.sweep[modality.value]
+    storage = storage or sweep.storage or DEFAULT_STORAGE
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    name = study_name(sweep, params, modality)
+    study = open_study(sweep, name, storage)
+    enqueue(study, sweep.n_trials, baseline_values(params, sweep, modality))
+    tracker = Tracker(params.tracking)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is None:
+        with tracker.run(
+            f"sweep/{modality.value}",
+            params={"sweep": sweep},
+            tags={
+                "stage": "sweep",
+                "modality": modality.value,
+                "study": name,
+                "storage_kind": storage.split(":")[0].split("+")[0],
+                "sampler": sweep.sampler,
+                "pruner": sweep.pruner,
+            },
+        ) as parent:
+            study.set_user_attr("mlflow_parent_run_id", parent)
+    log.info("study %s in %s: %d trials, %d worker(s)", name, storage, sweep.n_trials, workers)
+    if workers == 1:
+        run_worker(params, modality, prepared_dir, storage, name, parent)
+    else:
+        argv = [
+            sys.executable,
+            "-m",
+            "d2v.cli",
+            "sweep",
+            modality.value,
+            "--worker",
+            "--storage",
+            storage,
+            "--params",
+            str(params_path),
+        ]
+        procs = [subprocess.Popen(argv) for _ in range(workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            log.warning("worker exit codes %s", codes)
+    summary = summarize(optuna.load_study(study_name=name, storage=storage), sweep, modality)
+    summary.update(storage_kind=storage.split(":")[0].split("+")[0], study_name=name)
+    with tracker.run("", run_id=parent):
+        tracker.log_metrics({f"trials_{k.lower()}": v for k, v in summary["states"].items()})
+        if summary["best"]:
+            tracker.log_metrics({"best_value": summary["best"]["value"]})
+        tracker.log_metrics({f"importance.{k}": v for k, v in summary["importances"].items()})
+        tracker.log_text(_json(summary), "sweep.json")
+    write_json(out_json, summary)
+    return summary
+
+
+def summarize(study: optuna.Study, sweep: SweepConfig, modality: Modality) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    states = {
+        s.name: sum(t.state == s for t in trials)
+        for s in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+    }
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if done:
+        b = study.best_trial
+        overrides = b.user_attrs.get("overrides", {})
+        cmd = "dvc exp run " + " ".join(
+            f"-S {shlex.quote(f'{k}={v}')}" for k, v in overrides.items()
+        )
+        best = {"value": b.value, "number": b.number, "params": overrides, "command": cmd}
+    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
+    try:
+        importances = dict(optuna.importance.get_param_importances(study)) if len(done) > 1 else {}
+    except (RuntimeError, ValueError) as e:  # e.g. every complete trial has the same params
+        log.info("no parameter importances: %s", e)
+        importances = {}
+    return {
+        "modality": modality.value,
+        "objective": f"linear probe on {sweep.task}",
+        "direction": sweep.direction,
+        "n_trials": sweep.n_trials,
+        "states": states,
+        "best": best,
+        "baseline": None
+        if baseline is None
+        else {"number": baseline.number, "state": baseline.state.name, "value": baseline.value},
+        "importances": importances,
+        "trials_wall_s": sum((t.duration.total_seconds() for t in trials if t.duration), 0.0),
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.user_attrs.get("overrides", {}),
+                "collapsed": bool(t.user_attrs.get("collapsed", False)),
+                "error": t.user_attrs.get("error"),
+                "duration_s": t.duration.total_seconds() if t.duration else None,
+            }
+            for t in trials
+        ],
+    }
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)
