@@ -194,17 +194,8 @@ class OptimConfig:
     grad_clip: float = 3.0  # 0 = off
 
     def validate(self, p: str) -> None:
-        _check(self.steps >= 1, f"{p}.steps", self.steps, ">= 1")
-        _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
-        _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
+        _check_budget(self, p)
         _check(0 <= self.min_lr_ratio <= 1, f"{p}.min_lr_ratio", self.min_lr_ratio, "[0, 1]")
-        _check(
-            0 <= self.warmup_steps <= self.steps,
-            f"{p}.warmup_steps",
-            self.warmup_steps,
-            f"[0, steps={self.steps}]",
-        )
-        _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
         _check(0 <= self.beta1 < 1, f"{p}.beta1", self.beta1, "[0, 1)")
         _check(0 <= self.beta2 < 1, f"{p}.beta2", self.beta2, "[0, 1)")
         _check(self.grad_clip >= 0, f"{p}.grad_clip", self.grad_clip, ">= 0")
@@ -258,16 +249,7 @@ class FinetuneOptim:
     warmup_steps: int = 30
 
     def validate(self, p: str) -> None:
-        _check(self.steps >= 1, f"{p}.steps", self.steps, ">= 1")
-        _check(self.batch_size >= 1, f"{p}.batch_size", self.batch_size, ">= 1")
-        _check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
-        _check(
-            0 <= self.warmup_steps <= self.steps,
-            f"{p}.warmup_steps",
-            self.warmup_steps,
-            f"[0, steps={self.steps}]",
-        )
-        _check(self.weight_decay >= 0, f"{p}.weight_decay", self.weight_decay, ">= 0")
+        _check_budget(self, p)
 
 
 @dataclass
@@ -404,6 +386,20 @@ class Params:
             )
             sweep.validate(f"sweep.{name}", self.finetune)
         return self
+
+
+def _check_budget(cfg: OptimConfig | FinetuneOptim, p: str) -> None:
+    """The checks every optimizer config shares."""
+    _check(cfg.steps >= 1, f"{p}.steps", cfg.steps, ">= 1")
+    _check(cfg.batch_size >= 1, f"{p}.batch_size", cfg.batch_size, ">= 1")
+    _check(cfg.lr > 0, f"{p}.lr", cfg.lr, "> 0")
+    _check(
+        0 <= cfg.warmup_steps <= cfg.steps,
+        f"{p}.warmup_steps",
+        cfg.warmup_steps,
+        f"[0, steps={cfg.steps}]",
+    )
+    _check(cfg.weight_decay >= 0, f"{p}.weight_decay", cfg.weight_decay, ">= 0")
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
