@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    c = sub.add_parser("report", help="comparison report from the MLflow store alone")
+    c.add_argument("--params", default="params.yaml", help="for the tracking param, if present")
+    c.add_argument("--experiment", default=None, help="MLflow experiment (default: the param)")
+    c.add_argument(
+        "--filter", default=None, help="MLflow search filter, e.g. \"tags.model='micro'\""
+    )
+    c.add_argument("--out", default="reports")
+    c.add_argument("--compare", nargs="*", default=[], help="run ids to set side by side")
+
     c = sub.add_parser("sweep", help="Optuna study over tau, mask rate and K")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
@@ -66,6 +75,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     if args.command == "params":
         dump_composed(args.out, args.conf, args.overrides)
         log.info("wrote %s", args.out)
+        return
+    if args.command == "report":
+        from d2v.config import TrackingConfig
+        from d2v.report import build_report
+        from d2v.tracking import tracking_uri
+
+        cfg = read_params(args.params).tracking if Path(args.params).exists() else TrackingConfig()
+        path = build_report(
+            tracking_uri(cfg),
+            args.experiment or cfg.experiment,
+            Path(args.out),
+            args.filter,
+            args.compare,
+        )
+        log.info("report: %s", path)
         return
     params = read_params(args.params)  # validated before any compute
     if args.command == "sweep":

@@ -81,6 +81,8 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{repo_copy}/mlruns.db")
     runs = mlflow.search_runs(experiment_names=["d2v"])
     names = set(runs["tags.mlflow.runName"])
+    html = (repo_copy / "reports/report.html").read_text()
+    assert "data:image/png;base64," in html and "imagenet" in html
     sweep = json.loads((repo_copy / "metrics/sweep/vision.json").read_text())
     assert sweep["n_trials"] == 2 and len(sweep["trials"]) == 2
     assert sweep["baseline"]["number"] == 0

@@ -64,6 +64,7 @@ def run_evaluate(
         "task": task_name,
         "modality": task.modality.value,
         "dataset": task.dataset,
+        "data_source": getattr(params.data, task.modality.value).source,
         "model": params.model.name,
         "pretrain_run_id": pre.get("mlflow_run_id"),
         "metric": task.metric,

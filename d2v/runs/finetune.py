@@ -51,6 +51,7 @@ def run_finetune(
         "task": task_name,
         "modality": task.modality.value,
         "dataset": task.dataset,
+        "data_source": getattr(params.data, task.modality.value).source,
         "model": params.model.name,
         "pretrain_run_id": pretrain_summary(pretrained).get("mlflow_run_id"),
     }

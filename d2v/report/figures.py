@@ -1,0 +1,78 @@
+"""Report figures as PNG bytes (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# (panel title, metric keys drawn in it)
+CURVE_PANELS = (
+    ("loss", ("loss",)),
+    ("EMA tau", ("tau",)),
+    ("learning rate", ("lr",)),
+    ("target / prediction std", ("target_std", "pred_std")),
+)
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def training_curves(histories: dict[str, pd.DataFrame], title: str) -> bytes:
+    """One panel per CURVE_PANELS entry, one line per run and key vs step.
+
+    histories: run label -> frame of (step, key, value) as `sources.metric_history` returns.
+    """
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4 * len(CURVE_PANELS), 3.2))
+    for ax, (name, keys) in zip(axes, CURVE_PANELS, strict=True):
+        for label, h in histories.items():
+            for key in keys:
+                s = h[h["key"] == key].sort_values("step")
+                if not s.empty:
+                    suffix = f" {key}" if len(keys) > 1 else ""
+                    ax.plot(s["step"], s["value"], label=f"{label}{suffix}")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def _numeric(s: pd.Series) -> pd.Series | None:
+    out = pd.to_numeric(s, errors="coerce")
+    return out if out.notna().all() else None
+
+
+def sweep_scatter(trials: pd.DataFrame, params: list[str], objective: str, title: str) -> bytes:
+    """Objective vs each swept param, one panel each; the mean per value is drawn as a line
+    where a param takes few values (the top-K plot in the manner of paper Figure 2)."""
+    n = max(len(params), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    y = trials[objective].astype(float)
+    for ax, col in zip(axes[0], params, strict=False):
+        x = _numeric(trials[col])
+        if x is None:  # categorical: place the categories on integer positions
+            cats = sorted(trials[col].astype(str).unique())
+            x = trials[col].astype(str).map({c: i for i, c in enumerate(cats)})
+            ax.set_xticks(range(len(cats)), cats)
+        ax.scatter(x, y)
+        if 1 < x.nunique() <= 8 and bool((x == x.round()).all()):  # discrete, like K
+            means = y.groupby(x).mean().sort_index()
+            ax.plot(means.index, means.values, "--", alpha=0.6, label="mean")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(col.removeprefix("params."), fontsize=8)
+        ax.set_ylabel(objective.removeprefix("metrics."))
+    fig.tight_layout()
+    if not params:
+        axes[0][0].text(0.5, 0.5, "no swept params", ha="center")
+    fig.suptitle(title)
+    return _png(fig)
