@@ -20,7 +20,7 @@ from d2v.downstream import DownstreamTask
 from d2v.finetune import Classifier, extract_features, linear_probe, predict
 from d2v.metrics import summarize
 from d2v.modalities import downstream_task
-from d2v.runs.finetune import INITS, init_encoder, pretrain_summary
+from d2v.runs.finetune import INITS, init_encoder, pretrain_summary, task_tags
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,7 @@ def run_evaluate(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tracker = Tracker(params.tracking)
     pre = pretrain_summary(pretrained)
-    base_tags = {
-        "stage": "evaluate",
-        "task": task_name,
-        "modality": task.modality.value,
-        "dataset": task.dataset,
-        "data_source": getattr(params.data, task.modality.value).source,
-        "model": params.model.name,
-        "pretrain_run_id": pre.get("mlflow_run_id"),
-        "metric": task.metric,
-    }
+    base_tags = task_tags("evaluate", params, task, pretrained)
     per_seed: dict[str, dict[str, list[float]]] = {i: {} for i in INITS}
     with tracker.run(
         f"evaluate/{task_name}",

@@ -34,6 +34,20 @@ def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -
     return encoder
 
 
+def task_tags(stage: str, params: Params, task: DownstreamTask, pretrained: Path) -> dict:
+    """The MLflow tags a downstream stage's runs share (the report groups by them)."""
+    return {
+        "stage": stage,
+        "task": task.name,
+        "modality": task.modality.value,
+        "dataset": task.dataset,
+        "data_source": getattr(params.data, task.modality.value).source,
+        "model": params.model.name,
+        "metric": task.metric,
+        "pretrain_run_id": pretrain_summary(pretrained).get("mlflow_run_id"),
+    }
+
+
 def pretrain_summary(pretrained: Path) -> dict:
     return json.loads((pretrained / "summary.json").read_text())
 
@@ -46,15 +60,7 @@ def run_finetune(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = bf16_supported(device)
     tracker = Tracker(params.tracking)
-    base_tags = {
-        "stage": "finetune",
-        "task": task_name,
-        "modality": task.modality.value,
-        "dataset": task.dataset,
-        "data_source": getattr(params.data, task.modality.value).source,
-        "model": params.model.name,
-        "pretrain_run_id": pretrain_summary(pretrained).get("mlflow_run_id"),
-    }
+    base_tags = task_tags("finetune", params, task, pretrained)
     summary: dict = {"task": task_name, "label_fraction": cfg.label_fraction, "runs": {}}
     with (
         tracker.run(
