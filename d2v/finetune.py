@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from d2v.config import FinetuneOptim, ProbeConfig
+from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig
+from d2v.data.shards import stratified_subset
+from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
 from d2v.schedule import lr_at
 from d2v.tracking import Tracker
@@ -142,3 +144,22 @@ def linear_probe(
         opt.step()
     linear.requires_grad_(False)
     return lambda feats: linear((feats - mean) / std)
+
+
+def probe_scores(
+    encoder: Encoder,
+    task: DownstreamTask,
+    cfg: TaskConfig,
+    fraction: float,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """A linear probe of a frozen encoder, trained on a class-balanced `fraction` of the task's
+    labels and scored on its held-out split: {metric: value}. Leaves the encoder in eval mode."""
+    subset = stratified_subset(task.train_labels, fraction, seed)
+    train_x, train_y = extract_features(
+        encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
+    )
+    val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
+    classify = linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)
+    return task.score(classify(val_x), val_y)

@@ -15,11 +15,10 @@ import yaml
 
 from d2v.collapse import CollapseError
 from d2v.config import Modality, ModelConfig, Params, SweepConfig, SweepDim, load_params, to_dict
-from d2v.data.shards import stratified_subset
 from d2v.distributed import DistInfo
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
-from d2v.finetune import extract_features, linear_probe
+from d2v.finetune import probe_scores
 from d2v.modalities import downstream_task, pretrain_spec
 from d2v.params_io import compose
 from d2v.tracking import Tracker
@@ -65,16 +64,8 @@ def probe_value(
     seed: int,
     device: torch.device,
 ) -> float:
-    """Linear-probe score of a frozen encoder on a class-balanced label subset."""
-    cfg = params.finetune[task.name]
-    subset = stratified_subset(task.train_labels, fraction, seed)
-    train_x, train_y = extract_features(
-        encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
-    )
-    val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
-    scores = task.score(
-        linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)(val_x), val_y
-    )
+    """The task's metric under a linear probe of the encoder; the encoder goes back to train mode."""
+    scores = probe_scores(encoder, task, params.finetune[task.name], fraction, seed, device)
     encoder.train()
     return scores[task.metric]
 

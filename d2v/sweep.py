@@ -9,6 +9,7 @@ heartbeats fail it after the grace period, and it counts as finished (FAIL).
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import subprocess
@@ -225,7 +226,7 @@ def run_sweep(
         if summary["best"]:
             tracker.log_metrics({"best_value": summary["best"]["value"]})
         tracker.log_metrics({f"importance.{k}": v for k, v in summary["importances"].items()})
-        tracker.log_text(_json(summary), "sweep.json")
+        tracker.log_text(json.dumps(summary, indent=2, default=str), "sweep.json")
     write_json(out_json, summary)
     return summary
 
@@ -276,9 +277,3 @@ def summarize(study: optuna.Study, sweep: SweepConfig, modality: Modality) -> di
             for t in trials
         ],
     }
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

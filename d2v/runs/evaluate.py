@@ -15,9 +15,8 @@ import torch
 
 from d2v.atomic import write_json
 from d2v.config import Params
-from d2v.data.shards import stratified_subset
 from d2v.downstream import DownstreamTask
-from d2v.finetune import Classifier, extract_features, linear_probe, predict
+from d2v.finetune import Classifier, predict, probe_scores
 from d2v.metrics import summarize
 from d2v.modalities import downstream_task
 from d2v.runs.finetune import INITS, init_encoder, pretrain_summary, task_tags
@@ -37,13 +36,7 @@ def probe_score(
 ) -> dict[str, float]:
     cfg = params.finetune[task_name]
     encoder = init_encoder(task, init, seed, pretrained)
-    subset = stratified_subset(task.train_labels, cfg.probe.label_fraction, seed)
-    train_x, train_y = extract_features(
-        encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
-    )
-    val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
-    classify = linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)
-    return task.score(classify(val_x), val_y)
+    return probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
 
 
 def run_evaluate(
