@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="reports")
     c.add_argument("--compare", nargs="*", default=[], help="run ids to set side by side")
 
+    c = sub.add_parser("glue", help="GLUE table and average from the text tasks' evaluations")
+    c.add_argument("--params", default="params.yaml")
+
     c = sub.add_parser("sweep", help="Optuna study over tau, mask rate and K")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
@@ -94,6 +97,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     params = read_params(args.params)  # validated before any compute
     if args.command == "sweep":
         run_sweep_command(params, args)
+        return
+    if args.command == "glue":
+        from d2v.runs.glue import run_glue
+
+        run_glue(params, Path("metrics/eval"), Path("metrics/glue.json"))
         return
     if args.command in ("download", "prepare", "pretrain"):
         m = args.modality.value

@@ -117,8 +117,143 @@ class VisionDataConfig:
 
 
 @dataclass
+class SpeechDataConfig:
+    source: str = "flite"  # flite (embedded, synthesized offline) | librispeech (OpenSLR 12)
+    sample_rate: int = 16000
+    # flite corpus: voices x pitches x speeds = pseudo-speakers, WordNet example sentences
+    voices: list[str] = field(default_factory=lambda: ["kal16", "awb", "rms", "slt"])
+    pitches: list[float] = field(default_factory=lambda: [95.0, 120.0, 150.0])  # f0 mean, Hz
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.15])  # duration stretch
+    utterances_per_speaker: int = 40
+    dev_speakers: int = 4
+    test_speakers: int = 4
+    wordnet_dir: str = "/usr/share/wordnet"
+    real_clips_dir: str = "/usr/share/pocketsphinx/test/data/librivox"  # real LibriVox clips
+    # LibriSpeech (data=full)
+    librispeech_url: str = "https://www.openslr.org/resources/12"
+    download_dir: str = "data/downloads/librispeech"  # archives (resumable; outside DVC outs)
+    train_subsets: list[str] = field(default_factory=lambda: ["train-clean-100"])
+    eval_subsets: list[str] = field(
+        default_factory=lambda: ["dev-clean", "dev-other", "test-clean", "test-other"]
+    )
+    librispeech_md5: dict[str, str | None] = field(default_factory=dict)  # overrides; None skips
+    # prepare
+    max_seconds: float = 16.0  # longer utterances are skipped and counted (paper crops 15.6 s)
+    on_corrupt: str = "skip"  # skip (count and log) | fail (stop naming the file)
+    limit_per_split: int | None = None  # smoke tests: first N utterances per split
+    workers: int = 2
+
+    def validate(self, p: str) -> None:
+        _check(
+            self.source in ("flite", "librispeech"),
+            f"{p}.source",
+            self.source,
+            "one of flite, librispeech",
+        )
+        _check(self.sample_rate == 16000, f"{p}.sample_rate", self.sample_rate, "16000")
+        _check(bool(self.voices), f"{p}.voices", self.voices, "a non-empty list of flite voices")
+        _check(
+            bool(self.pitches) and all(40 <= x <= 400 for x in self.pitches),
+            f"{p}.pitches",
+            self.pitches,
+            "a non-empty list of f0 means in [40, 400] Hz",
+        )
+        _check(
+            bool(self.speeds) and all(0.3 <= x <= 3 for x in self.speeds),
+            f"{p}.speeds",
+            self.speeds,
+            "a non-empty list of duration stretches in [0.3, 3]",
+        )
+        n = len(self.voices) * len(self.pitches) * len(self.speeds)
+        _check(
+            self.utterances_per_speaker >= 1,
+            f"{p}.utterances_per_speaker",
+            self.utterances_per_speaker,
+            ">= 1",
+        )
+        _check(self.dev_speakers >= 1, f"{p}.dev_speakers", self.dev_speakers, ">= 1")
+        _check(
+            1 <= self.test_speakers <= n - self.dev_speakers - 1,
+            f"{p}.test_speakers",
+            self.test_speakers,
+            f"[1, {n - self.dev_speakers - 1}] (voices x pitches x speeds = {n} speakers)",
+        )
+        subsets = ("train-clean-100", "train-clean-360", "train-other-500")
+        _check(
+            bool(self.train_subsets) and all(s in subsets for s in self.train_subsets),
+            f"{p}.train_subsets",
+            self.train_subsets,
+            "a non-empty list of " + ", ".join(subsets),
+        )
+        evals = ("dev-clean", "dev-other", "test-clean", "test-other")
+        _check(
+            bool(self.eval_subsets) and all(s in evals for s in self.eval_subsets),
+            f"{p}.eval_subsets",
+            self.eval_subsets,
+            "a non-empty list of " + ", ".join(evals),
+        )
+        _check(self.max_seconds > 0, f"{p}.max_seconds", self.max_seconds, "> 0")
+        _check(
+            self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail"
+        )
+        _check(self.workers >= 1, f"{p}.workers", self.workers, ">= 1")
+
+
+GLUE_TASK_NAMES = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
+@dataclass
+class TextDataConfig:
+    source: str = "embedded"  # embedded (Bible + WordNet, GLUE-format stand-ins) | glue
+    sword_modules: list[str] = field(default_factory=lambda: ["WEB", "KJV"])
+    wordnet_dir: str = "/usr/share/wordnet"
+    vader_dir: str = "data/downloads/vader"  # the vaderSentiment source package (pip download)
+    corpus_path: str | None = None  # glue: the pretraining corpus, a .txt file or folder
+    glue_url: str = "https://dl.fbaipublicfiles.com/glue/data"
+    download_dir: str = "data/downloads/glue"
+    glue_md5: dict[str, str | None] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=lambda: ["sst2", "stsb", "mrpc", "cola"])
+    vocab_size: int = 8000  # byte-level BPE (paper: 50k, RoBERTa's)
+    min_frequency: int = 2
+    block_size: int = 128  # pretraining sequence length (paper: 512)
+    max_seq_len: int = 128  # GLUE inputs
+    on_bad_row: str = "skip"  # skip (count and log) | fail (stop naming the file and line)
+    limit_docs: int | None = None  # smoke tests: first N corpus documents
+
+    def validate(self, p: str) -> None:
+        _check(self.source in ("embedded", "glue"), f"{p}.source", self.source, "embedded or glue")
+        _check(
+            bool(self.tasks) and all(t in GLUE_TASK_NAMES for t in self.tasks),
+            f"{p}.tasks",
+            self.tasks,
+            "a non-empty list of " + ", ".join(GLUE_TASK_NAMES),
+        )
+        _check(
+            256 + 5 <= self.vocab_size <= 1_000_000,
+            f"{p}.vocab_size",
+            self.vocab_size,
+            "[261, 1000000] (256 bytes + 5 special tokens at least)",
+        )
+        _check(self.min_frequency >= 1, f"{p}.min_frequency", self.min_frequency, ">= 1")
+        _check(8 <= self.block_size <= 4096, f"{p}.block_size", self.block_size, "[8, 4096]")
+        _check(8 <= self.max_seq_len <= 4096, f"{p}.max_seq_len", self.max_seq_len, "[8, 4096]")
+        _check(
+            self.on_bad_row in ("skip", "fail"), f"{p}.on_bad_row", self.on_bad_row, "skip or fail"
+        )
+        if self.source == "glue":
+            _check(
+                bool(self.corpus_path),
+                f"{p}.corpus_path",
+                self.corpus_path,
+                "a local .txt file or folder when source=glue",
+            )
+
+
+@dataclass
 class DataConfig:
     vision: VisionDataConfig = field(default_factory=VisionDataConfig)
+    speech: SpeechDataConfig = field(default_factory=SpeechDataConfig)
+    text: TextDataConfig = field(default_factory=TextDataConfig)
 
 
 @dataclass
@@ -133,6 +268,42 @@ class BlockMaskConfig:
         _check(0 < self.ratio < 1, f"{p}.ratio", self.ratio, "(0, 1)")
         _check(self.min_patches >= 1, f"{p}.min_patches", self.min_patches, ">= 1")
         _check(0 < self.min_aspect <= 1, f"{p}.min_aspect", self.min_aspect, "(0, 1]")
+
+
+@dataclass
+class SpanMaskConfig:
+    """wav2vec 2.0 span masking of speech frames (data2vec speech uses the same)."""
+
+    prob: float = 0.65  # probability that a frame starts a span; ~49% of frames end up masked
+    length: int = 10  # frames per span (200 ms at 50 Hz)
+    min_spans: int = 2  # fairseq's min_masks: at least this many spans per sample
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.prob <= 1, f"{p}.prob", self.prob, "(0, 1]")
+        _check(self.length >= 1, f"{p}.length", self.length, ">= 1")
+        _check(self.min_spans >= 0, f"{p}.min_spans", self.min_spans, ">= 0")
+
+
+@dataclass
+class TokenMaskConfig:
+    """BERT token masking (data2vec text); span > 1 masks runs of tokens instead."""
+
+    prob: float = 0.15  # fraction of maskable tokens selected (BERT)
+    mask_frac: float = 0.8  # of the selected: replaced by the mask token
+    random_frac: float = 0.1  # of the selected: replaced by a random token; the rest are kept
+    span: int = 1  # 1: BERT tokens; data2vec text's span option: span 4 with prob 0.35
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.prob < 1, f"{p}.prob", self.prob, "(0, 1)")
+        _check(0 <= self.mask_frac <= 1, f"{p}.mask_frac", self.mask_frac, "[0, 1]")
+        _check(0 <= self.random_frac <= 1, f"{p}.random_frac", self.random_frac, "[0, 1]")
+        _check(
+            self.mask_frac + self.random_frac <= 1 + 1e-9,  # 0.9 + 0.1 in floating point
+            f"{p}.random_frac",
+            self.random_frac,
+            f"[0, 1 - mask_frac={1 - self.mask_frac:g}]",
+        )
+        _check(self.span >= 1, f"{p}.span", self.span, ">= 1")
 
 
 @dataclass
@@ -226,18 +397,103 @@ class VisionPretrainConfig:
         )
         _check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
         self.mask.validate(f"{p}.mask")
-        self.ema.validate(f"{p}.ema")
-        self.targets.validate(f"{p}.targets", model.depth)
-        self.loss.validate(f"{p}.loss")
-        self.optim.validate(f"{p}.optim")
-        self.collapse.validate(f"{p}.collapse")
-        _check(self.checkpoint_every >= 1, f"{p}.checkpoint_every", self.checkpoint_every, ">= 1")
-        _check(self.log_every >= 1, f"{p}.log_every", self.log_every, ">= 1")
+        _validate_method(self, p, model)
+
+
+def _validate_method(cfg: Any, p: str, model: ModelConfig) -> None:
+    """The checks every modality's pretraining config shares."""
+    cfg.ema.validate(f"{p}.ema")
+    cfg.targets.validate(f"{p}.targets", model.depth)
+    cfg.loss.validate(f"{p}.loss")
+    cfg.optim.validate(f"{p}.optim")
+    cfg.collapse.validate(f"{p}.collapse")
+    _check(cfg.checkpoint_every >= 1, f"{p}.checkpoint_every", cfg.checkpoint_every, ">= 1")
+    _check(cfg.log_every >= 1, f"{p}.log_every", cfg.log_every, ">= 1")
+
+
+@dataclass
+class SpeechPretrainConfig:
+    # conv feature encoder (paper: 512 channels; kernels/strides give 16 kHz -> 50 Hz)
+    conv_channels: int = 32
+    conv_kernels: list[int] = field(default_factory=lambda: [10, 3, 3, 3, 3, 2, 2])
+    conv_strides: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
+    pos_kernel: int = 128  # conv positional encoding (wav2vec 2.0: 128, 16 groups)
+    pos_groups: int = 16
+    crop_seconds: float = 4.0  # pretraining batches: utterances cropped / padded to this
+    mask: SpanMaskConfig = field(default_factory=SpanMaskConfig)
+    ema: EmaConfig = field(default_factory=lambda: EmaConfig(0.999, 0.9999, 1000))
+    targets: TargetConfig = field(
+        default_factory=lambda: TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn)
+    )
+    loss: LossConfig = field(default_factory=lambda: LossConfig(beta=0.0))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    # the teacher reuses the student's CNN features and positional conv (paper: shared, not EMA)
+    shared: list[str] = field(
+        default_factory=lambda: [
+            "frontend.features",
+            "frontend.feature_norm",
+            "frontend.proj",
+            "frontend.pos_conv",
+        ]
+    )
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def validate(self, p: str, model: ModelConfig) -> None:
+        _check(self.conv_channels >= 1, f"{p}.conv_channels", self.conv_channels, ">= 1")
+        _check(
+            bool(self.conv_kernels) and all(k >= 1 for k in self.conv_kernels),
+            f"{p}.conv_kernels",
+            self.conv_kernels,
+            "a non-empty list of ints >= 1",
+        )
+        _check(
+            len(self.conv_strides) == len(self.conv_kernels)
+            and all(s >= 1 for s in self.conv_strides),
+            f"{p}.conv_strides",
+            self.conv_strides,
+            f"{len(self.conv_kernels)} ints >= 1 (one per conv_kernels entry)",
+        )
+        _check(self.pos_kernel >= 1, f"{p}.pos_kernel", self.pos_kernel, ">= 1")
+        _check(
+            self.pos_groups >= 1 and model.dim % self.pos_groups == 0,
+            f"{p}.pos_groups",
+            self.pos_groups,
+            f"a divisor of model.dim={model.dim}",
+        )
+        _check(self.crop_seconds >= 0.5, f"{p}.crop_seconds", self.crop_seconds, ">= 0.5")
+        self.mask.validate(f"{p}.mask")
+        _validate_method(self, p, model)
+
+
+@dataclass
+class TextPretrainConfig:
+    mask: TokenMaskConfig = field(default_factory=TokenMaskConfig)
+    ema: EmaConfig = field(default_factory=lambda: EmaConfig(0.999, 0.9999, 1000))
+    targets: TargetConfig = field(
+        default_factory=lambda: TargetConfig(None, Norm.layer, Norm.none, Sublayer.ffn)
+    )
+    loss: LossConfig = field(default_factory=lambda: LossConfig(beta=4.0))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    # the teacher reuses the student's embeddings and positions (paper: shared, not EMA)
+    shared: list[str] = field(
+        default_factory=lambda: ["frontend.embed", "frontend.pos", "frontend.norm"]
+    )
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def validate(self, p: str, model: ModelConfig) -> None:
+        self.mask.validate(f"{p}.mask")
+        _validate_method(self, p, model)
 
 
 @dataclass
 class PretrainConfig:
     vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+    speech: SpeechPretrainConfig = field(default_factory=SpeechPretrainConfig)
+    text: TextPretrainConfig = field(default_factory=TextPretrainConfig)
 
 
 @dataclass
@@ -274,9 +530,23 @@ class TaskConfig:
     optim: FinetuneOptim = field(default_factory=FinetuneOptim)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval_batch_size: int = 512
+    freeze_steps: int = 0  # encoder frozen for these first updates (wav2vec 2.0 fine-tuning)
+    mask_prob: float = 0.0  # speech: span-mask start probability while fine-tuning (w2v 2.0)
+    # speech: a Libri-light-style labeled subset of this much audio (600 = 10 min, 3600 = 1 h,
+    # 36000 = 10 h), balanced over speakers; null: label_fraction of the utterances
+    labeled_seconds: float | None = None
 
     def validate(self, p: str) -> None:
         _check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
+        _check(
+            0 <= self.freeze_steps <= self.optim.steps,
+            f"{p}.freeze_steps",
+            self.freeze_steps,
+            f"[0, optim.steps={self.optim.steps}]",
+        )
+        _check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
+        if self.labeled_seconds is not None:
+            _check(self.labeled_seconds > 0, f"{p}.labeled_seconds", self.labeled_seconds, "> 0")
         self.optim.validate(f"{p}.optim")
         self.probe.validate(f"{p}.probe")
         _check(self.eval_batch_size >= 1, f"{p}.eval_batch_size", self.eval_batch_size, ">= 1")
@@ -374,7 +644,11 @@ class Params:
         self.deepspeed.validate("deepspeed")
         self.tracking.validate("tracking")
         self.data.vision.validate("data.vision")
+        self.data.speech.validate("data.speech")
+        self.data.text.validate("data.text")
         self.pretrain.vision.validate("pretrain.vision", self.model, self.data.vision.image_size)
+        self.pretrain.speech.validate("pretrain.speech", self.model)
+        self.pretrain.text.validate("pretrain.text", self.model)
         for name, task in self.finetune.items():
             task.validate(f"finetune.{name}")
         for name, sweep in self.sweep.items():

@@ -1,5 +1,7 @@
-"""Downstream heads on a (pretrained or randomly initialized) encoder: full fine-tuning of
-encoder + mean-pooled linear head, and a linear probe on frozen mean-pooled features.
+"""Fine-tuning and linear probes on a (pretrained or randomly initialized) encoder.
+
+`finetune` trains any head of `d2v.heads` through its own `loss`; `predict` collects its
+`predict` outputs; `probe_scores` trains only a linear head on the frozen encoder.
 
 Dimensions: B batch, T tokens, D width, C classes, N examples.
 """
@@ -9,80 +11,64 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig
+from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig, TrackingConfig
 from d2v.data.shards import stratified_subset
-from d2v.downstream import DownstreamTask
+from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
+from d2v.heads import mean_pool
 from d2v.schedule import lr_at
 from d2v.tracking import Tracker
 from d2v.train import param_groups
 
 log = logging.getLogger(__name__)
 
-Batches = Callable[[], Iterable[tuple[Tensor, Tensor]]]  # a fresh pass of (input, label) batches
+Batches = Callable[[], Iterable[tuple[Any, Tensor]]]  # a fresh pass of (input, label) batches
 
 
-def mean_pool(last: Tensor, padding_mask: Tensor | None) -> Tensor:
-    """last: (B, T, D), padding_mask: (B, T) True = padding -> (B, D) mean over real tokens."""
-    if padding_mask is None:
-        return last.mean(1)
-    keep = (~padding_mask).unsqueeze(-1).to(last.dtype)
-    return (last * keep).sum(1) / keep.sum(1).clamp(min=1)
-
-
-class Classifier(nn.Module):
-    def __init__(self, encoder: Encoder, num_classes: int):
-        super().__init__()
-        self.encoder = encoder
-        self.fc_norm = nn.LayerNorm(encoder.dim)
-        self.head = nn.Linear(encoder.dim, num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
-
-    def forward_features(self, source: Tensor) -> Tensor:
-        out = self.encoder(source)
-        return mean_pool(out.last, out.padding_mask)  # (B, D)
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.head(self.fc_norm(features))  # (B, C)
-
-    def forward(self, source: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(source))
-
-
-def _forever(batches: Batches) -> Iterator[tuple[Tensor, Tensor]]:
+def _forever(batches: Batches) -> Iterator[tuple[Any, Tensor]]:
     while True:
         yield from batches()
 
 
 def finetune(
-    model: Classifier,
+    model: nn.Module,
     batches: Batches,
     cfg: FinetuneOptim,
     device: torch.device,
     tracker: Tracker,
     bf16: bool = False,
     desc: str = "finetune",
+    freeze_steps: int = 0,
 ) -> list[float]:
-    """Full fine-tuning for cfg.steps updates; returns the logged training losses."""
+    """Fine-tuning for cfg.steps updates; returns the logged training losses.
+
+    The encoder is frozen for the first `freeze_steps` updates (wav2vec 2.0: the new head
+    learns first), then trained with the head.
+    """
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     data = _forever(batches)
     losses = []
     for step in tqdm(range(cfg.steps), desc=desc, mininterval=2.0, leave=False):
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, min_ratio=0.01)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        frozen = step < freeze_steps
+        for p in encoder_params:
+            p.requires_grad_(not frozen)
         source, labels = next(data)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         with autocast:
-            loss = F.cross_entropy(model(source.to(device)).float(), labels.to(device))
+            loss = model.loss(source.to(device), labels.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
@@ -90,25 +76,35 @@ def finetune(
         if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
             losses.append(loss.item())
             tracker.log_metrics({"train_loss": loss.item(), "lr": lr}, step=step + 1)
+    for p in encoder_params:
+        p.requires_grad_(True)
     return losses
 
 
+def _collect(chunks: list) -> Any:
+    """Per-batch outputs -> one tensor when they stack, else a flat list of per-example items."""
+    if chunks and all(isinstance(c, Tensor) for c in chunks):
+        if len({tuple(c.shape[1:]) for c in chunks}) == 1:
+            return torch.cat(chunks)
+        return [row for c in chunks for row in c]
+    return [item for c in chunks for item in c]
+
+
 @torch.no_grad()
-def predict(
-    model: Classifier, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Logits (N, C) and labels (N,) over a pass of `batches`, in eval mode."""
+def predict(model: nn.Module, batches: Iterable[tuple[Any, Tensor]], device: torch.device):
+    """The head's predictions and the labels over a pass of `batches`, in eval mode."""
     model.to(device).eval()
-    logits, labels = [], []
+    outputs, labels = [], []
     for source, y in batches:
-        logits.append(model(source.to(device)).float().cpu())
+        out = model.predict(source.to(device))
+        outputs.append(out.cpu() if isinstance(out, Tensor) else out)
         labels.append(y)
-    return torch.cat(logits), torch.cat(labels)
+    return _collect(outputs), _collect(labels)
 
 
 @torch.no_grad()
 def extract_features(
-    encoder: Encoder, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device
+    encoder: Encoder, batches: Iterable[tuple[Any, Tensor]], device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """Mean-pooled last-layer features (N, D) and labels (N,) of a frozen encoder."""
     encoder.to(device).eval()
@@ -146,6 +142,25 @@ def linear_probe(
     return lambda feats: linear((feats - mean) / std)
 
 
+def ridge_probe(train_x: Tensor, train_y: Tensor, alpha: float) -> Callable[[Tensor], Tensor]:
+    """Closed-form ridge regression on standardized features: (N, D), (N,) -> f((M, D)) (M,)."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
+    x = torch.cat([(train_x - mean) / std, torch.ones(len(train_x), 1)], 1).double()
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+    eye[-1, -1] = 0  # no penalty on the intercept
+    w = torch.linalg.solve(x.T @ x + alpha * len(x) * eye, x.T @ train_y.double())
+    return lambda feats: (
+        torch.cat([(feats - mean) / std, torch.ones(len(feats), 1)], 1).double() @ w
+    ).float()
+
+
+def labeled_subset(task: DownstreamTask, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the labeled training subset a run gets (same seed, same subset)."""
+    if task.subset is not None:
+        return task.subset(fraction, seed)
+    return stratified_subset(task.train_labels, fraction, seed)
+
+
 def probe_scores(
     encoder: Encoder,
     task: DownstreamTask,
@@ -154,12 +169,52 @@ def probe_scores(
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    """A linear probe of a frozen encoder, trained on a class-balanced `fraction` of the task's
-    labels and scored on its held-out split: {metric: value}. Leaves the encoder in eval mode."""
-    subset = stratified_subset(task.train_labels, fraction, seed)
+    """A linear head on the frozen encoder, trained on a `fraction` of the task's labels and
+    scored on its held-out split: {metric: value}. Classification: logistic regression on
+    mean-pooled features; regression: ridge; CTC: a linear CTC layer over the frozen frames.
+    Leaves the encoder in eval mode."""
+    subset = labeled_subset(task, fraction, seed)
+    if task.head == "ctc":
+        return _ctc_probe(encoder, task, cfg, subset, seed, device)
     train_x, train_y = extract_features(
         encoder, task.train_pass(subset, cfg.eval_batch_size, seed), device
     )
     val_x, val_y = extract_features(encoder, task.eval_pass(cfg.eval_batch_size), device)
+    if task.head == "regress":
+        regress = ridge_probe(train_x, train_y, cfg.probe.weight_decay)
+        return task.score(regress(val_x), val_y)
     classify = linear_probe(train_x, train_y, task.num_classes, cfg.probe, seed)
     return task.score(classify(val_x), val_y)
+
+
+def _ctc_probe(
+    encoder: Encoder,
+    task: DownstreamTask,
+    cfg: TaskConfig,
+    subset: np.ndarray,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
+    probe_cfg = TaskConfig(modality=cfg.modality, mask_prob=0.0)
+    model = build_model(task, encoder, probe_cfg)
+    model.encoder.requires_grad_(False)
+    optim = FinetuneOptim(
+        steps=cfg.probe.epochs,
+        batch_size=cfg.optim.batch_size,
+        lr=cfg.probe.lr,
+        weight_decay=cfg.probe.weight_decay,
+        warmup_steps=0,
+    )
+    torch.manual_seed(seed)
+    finetune(
+        model,
+        lambda: task.train_pass(subset, optim.batch_size, seed),
+        optim,
+        device,
+        Tracker(TrackingConfig(), active=False),
+        desc="ctc probe",
+    )
+    model.encoder.requires_grad_(True)
+    scores = task.score(*predict(model, task.eval_pass(cfg.eval_batch_size), device))
+    encoder.eval()
+    return scores

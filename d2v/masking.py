@@ -3,9 +3,11 @@
 Dimensions: B batch, T tokens (patches / frames / subwords), K kept tokens, M masked tokens.
 Mask values: True = masked (the student sees the mask embedding there), False = visible.
 
-Every mask has the same number M of masked tokens in each sample, so the visible tokens can be
-gathered into a (B, K) tensor with `ids_keep` (data2vec 2.0 encodes only those) and put back in
-place with `ids_restore` (MAE's convention).
+Fixed-size inputs (image patches) get the same number M of masked tokens in each sample, so the
+visible tokens can be gathered into a (B, K) tensor with `ids_keep` (data2vec 2.0 encodes only
+those) and put back in place with `ids_restore` (MAE's convention). Variable-length inputs (speech
+frames, text tokens with padding) mask in proportion to each sample's length; their MaskInfo has
+no `ids_keep` / `ids_restore` (None). Padding is never masked.
 """
 
 from __future__ import annotations
@@ -16,25 +18,34 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from d2v.config import BlockMaskConfig
+from d2v.config import BlockMaskConfig, SpanMaskConfig, TokenMaskConfig
 
 
 @dataclass
 class MaskInfo:
-    mask: Tensor  # (B, T) bool, True = masked
-    ids_keep: Tensor  # (B, K) indices of the visible tokens
-    ids_restore: Tensor  # (B, T) position of each token in [visible..., masked...] order
+    mask: Tensor  # (B, T) bool, True = masked (regressed by the student)
+    ids_keep: Tensor | None = None  # (B, K) indices of the visible tokens; None: counts vary
+    ids_restore: Tensor | None = None  # (B, T) position of each token in [visible..., masked...]
+    # text (BERT 80/10/10): (B, T) token ids the student sees; masked positions hold the mask
+    # token, a random token or the original one. None: the frontend puts its mask embedding.
+    corrupt: Tensor | None = None
 
     @property
     def num_masked(self) -> int:
+        """Masked tokens per sample (fixed-count masks only)."""
+        if self.ids_keep is None:
+            raise ValueError("this mask has a different count per sample: use mask.sum(1)")
         return self.mask.shape[1] - self.ids_keep.shape[1]
 
     def to(self, device: torch.device | str) -> MaskInfo:
-        return MaskInfo(self.mask.to(device), self.ids_keep.to(device), self.ids_restore.to(device))
+        return MaskInfo(*(None if t is None else t.to(device) for t in self._fields()))
 
     def select(self, rows: slice) -> MaskInfo:
         """The masks of a slice of the batch (one rank's share of a global batch)."""
-        return MaskInfo(self.mask[rows], self.ids_keep[rows], self.ids_restore[rows])
+        return MaskInfo(*(None if t is None else t[rows] for t in self._fields()))
+
+    def _fields(self) -> tuple[Tensor | None, ...]:
+        return (self.mask, self.ids_keep, self.ids_restore, self.corrupt)
 
 
 def mask_from_scores(scores: Tensor, num_masked: int) -> MaskInfo:
@@ -91,3 +102,94 @@ def block_mask(
 
     scores = chosen.float() * 2 + torch.rand(batch, T, generator=g)  # blocks first, then random
     return mask_from_scores(scores, target)
+
+
+def span_mask(lengths: Tensor, T: int, cfg: SpanMaskConfig, generator: torch.Generator) -> MaskInfo:
+    """wav2vec 2.0 span masking of speech frames (fairseq compute_mask_indices, static lengths,
+    overlaps allowed), vectorized over the batch.
+
+    lengths: (B,) valid frames per sample; positions >= length are padding and never masked.
+    Each sample draws num_spans = max(min_spans, int(prob * L / length + u)), u ~ U[0, 1)
+    (probabilistic rounding), distinct starts uniform over [0, L - length] (fairseq samples them
+    without replacement), and masks `length` frames from each; spans may overlap, so prob 0.65 /
+    length 10 masks ~49% of the frames (paper), not 65%. Spans fit inside the valid frames; a
+    sample shorter than `length` has no room for one and is left unmasked, and num_spans is
+    capped by the number of possible starts. Returns mask (B, T) with ids_keep / ids_restore None.
+    """
+    g = generator
+    dev = g.device
+    B = lengths.shape[0]
+    L = lengths.to(dev).long().clamp(0, T)  # (B,)
+    n_starts = (L - cfg.length + 1).clamp(min=0)  # valid starts: [0, L - length]
+    u = torch.rand(B, generator=g, device=dev)
+    num = torch.floor(cfg.prob * L / cfg.length + u).long().clamp(min=cfg.min_spans)
+    num = torch.minimum(num, n_starts)
+
+    pos = torch.arange(T, device=dev)
+    scores = torch.rand(B, T, generator=g, device=dev).masked_fill(pos >= n_starts[:, None], 2.0)
+    starts = scores.argsort(1).argsort(1) < num[:, None]  # (B, T) the num lowest valid scores
+    # frame t is masked when a span starts in (t - length, t]
+    c = torch.nn.functional.pad(starts.long().cumsum(1), (cfg.length, 0))  # (B, length + T)
+    mask = (c[:, cfg.length :] - c[:, :T]) > 0
+    return MaskInfo(mask=mask.to(lengths.device))
+
+
+def token_mask(
+    tokens: Tensor,
+    special: Tensor,
+    cfg: TokenMaskConfig,
+    mask_id: int,
+    vocab_size: int,
+    num_special: int,
+    generator: torch.Generator,
+) -> MaskInfo:
+    """BERT masking of text tokens (data2vec text), vectorized over the batch.
+
+    tokens: (B, T) long; special: (B, T) bool, True where a token must never be selected
+    (padding, <s>, </s>). With n maskable tokens, a sample selects k = int(prob * n / span + u)
+    spans, u ~ U[0, 1) (fairseq's probabilistic rounding), at least one when n > 0. span = 1 is
+    BERT: exactly k tokens, uniformly. span > 1 (data2vec's span option) places the k spans of
+    `span` tokens without overlap, uniformly over the maskable tokens (k of the n - k(span - 1)
+    "slots", each shifted by the spans before it), so they cover k * span ~ prob * n tokens.
+    Departure from fairseq, whose overlapping span starts cover less (~31% for 0.35 / 4).
+    Spans run over the maskable tokens only, never over a special one; a sample with fewer
+    than `span` maskable tokens gets one span of all of them.
+
+    Of the selected tokens (each independently, as fairseq): mask_frac become mask_id,
+    random_frac a random id uniform in [num_special, vocab_size), the rest stay as they were.
+    Returns mask (B, T) True = selected (all are regressed) and corrupt (B, T), the student's ids.
+    """
+    if cfg.random_frac > 0 and not 0 <= num_special < vocab_size:
+        raise ValueError(f"random tokens need 0 <= num_special={num_special} < {vocab_size=}")
+    g = generator
+    dev = g.device
+    B, T = tokens.shape
+    maskable = ~special.to(dev)
+    n = maskable.sum(1)  # (B,)
+    s = n.clamp(min=1, max=cfg.span)  # span length; shorter than cfg.span only when n < span
+    u = torch.rand(B, generator=g, device=dev)
+    k = torch.floor(cfg.prob * n / cfg.span + u).long()
+    k = torch.minimum(torch.maximum(k, (n > 0).long()), n // s)
+
+    # Work in compact coordinates c = rank among the sample's maskable tokens.
+    c = torch.arange(T, device=dev)
+    slots = n - k * (s - 1)  # k spans of s without overlap <=> k distinct slots of n - k(s-1)
+    scores = torch.rand(B, T, generator=g, device=dev).masked_fill(c >= slots[:, None], 2.0)
+    chosen = scores.argsort(1).argsort(1) < k[:, None]  # (B, T) chosen slots
+    start = c + (chosen.long().cumsum(1) - 1) * (s[:, None] - 1)  # shift by the spans before
+    starts = torch.zeros(B, T, dtype=torch.long, device=dev)
+    starts.scatter_add_(1, torch.where(chosen, start, 0), chosen.long())
+    cs = starts.cumsum(1)
+    back = c - s[:, None]  # compact c is covered when a span starts in (c - s, c]
+    before = torch.where(back >= 0, cs.gather(1, back.clamp(min=0)), 0)
+    covered = (cs - before) > 0  # (B, T) in compact coordinates
+    rank = maskable.long().cumsum(1) - 1
+    selected = maskable & covered.gather(1, rank.clamp(min=0))  # back to token positions
+
+    v = torch.rand(B, T, generator=g, device=dev)
+    to_mask = selected & (v < cfg.mask_frac)
+    to_rand = selected & (v >= cfg.mask_frac) & (v < cfg.mask_frac + cfg.random_frac)
+    rnd = torch.randint(max(num_special, 0), vocab_size, (B, T), generator=g, device=dev)
+    orig = tokens.to(dev)
+    corrupt = torch.where(to_mask, mask_id, torch.where(to_rand, rnd, orig))
+    return MaskInfo(mask=selected.to(tokens.device), corrupt=corrupt.to(tokens.device))

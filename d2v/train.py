@@ -188,7 +188,7 @@ def pretrain(
         engine.backward(out.loss)
         engine.step()
         teacher.update(engine.module.encoder, tau)
-        n_log += len(source)
+        n_log += rows.stop - rows.start
         # log
         done = step + 1
         if done % spec.log_every == 0 or done == steps:

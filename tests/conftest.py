@@ -98,3 +98,27 @@ def prepared_vision(tmp_path_factory: pytest.TempPathFactory, fashion_source: Pa
     write_fashion_mnist(fashion_source, root / "raw", limit_per_split=1500)
     prepare_image_folder(root / "raw", root / "prepared", image_size=28, channels=1)
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def prepared_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small flite corpus (2 voices x 2 pitches x 2 speeds x 8 utterances) + the real clips,
+    prepared. Skipped where Debian's flite or WordNet is missing."""
+    import shutil
+
+    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.flite_corpus import write_flite_corpus, write_real_clips
+    from d2v.data.wordnet import WORDNET_DIR, wordnet_examples
+    from d2v.runs.prepare import speech_splits
+
+    if shutil.which("flite") is None or not Path(WORDNET_DIR).is_dir():
+        pytest.skip("needs Debian flite and wordnet-base")
+    root = tmp_path_factory.mktemp("speech")
+    write_flite_corpus(
+        root / "raw", wordnet_examples(), ["kal16", "slt"], [100.0, 140.0], [0.9, 1.1], 8, 1, 1
+    )
+    write_real_clips("/usr/share/pocketsphinx/test/data/librivox", root / "raw")
+    cfg = tiny_params().data.speech
+    splits, eval_splits, dev = speech_splits(cfg)
+    prepare_speech(root / "raw", root / "prepared", splits, eval_splits=eval_splits, dev_split=dev)
+    return root / "prepared"

@@ -182,3 +182,78 @@ def safe_extract_tar(
     """
     with open(tar_path, "rb") as f, atomic_path(dest) as tmp:
         return extract_tar_fileobj(f, tmp, members, archive=str(tar_path), progress=progress)
+
+
+def _checked_zip_target(
+    info: zipfile.ZipInfo,  # noqa: F821 (zipfile is imported where the function is used)
+    dest: Path,
+    archive: str,
+) -> Path | None:
+    """Where zip entry `info` goes under `dest` (None for the root folder); DataError if unsafe.
+
+    The same rules as for tar entries: no absolute paths (nor Windows drive letters or
+    backslashes), no `..` components, and no symlinks (a zip marks them in the Unix mode bits).
+    """
+    import stat  # imported here: this section was appended to the module
+
+    name = info.filename
+    where = f"entry {name!r} in {archive}"
+    if not name or name.startswith("/") or os.path.isabs(name) or "\\" in name or ":" in name:
+        raise DataError(f"refusing absolute path {where}")
+    if ".." in name.split("/"):
+        raise DataError(f"refusing '..' component in {where}")
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip was not made on Unix
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise DataError(f"refusing link or special file {where}")
+    norm = posixpath.normpath(name)
+    if norm == ".":
+        return None
+    target = dest / norm
+    if not _inside(os.path.realpath(target), os.path.realpath(dest)):
+        raise DataError(f"refusing {where}: it resolves outside {dest}")
+    return target
+
+
+def safe_extract_zip(
+    zip_path: str | os.PathLike,
+    dest: str | os.PathLike,
+    members: Collection[str] | None = None,
+) -> list[str]:
+    """Extract the zip at `zip_path` into `dest` atomically: `dest` appears only when complete.
+
+    Every entry is checked before anything is written (see `_checked_zip_target`), even ones not in
+    `members`; every extracted file's CRC-32 is checked as it is read (zipfile raises on a
+    mismatch). `members`: names to extract (default all); DataError if one is absent. An existing
+    `dest` is replaced. Returns the names of the files extracted (not folders), in archive order.
+    """
+    import zipfile  # imported here: this section was appended to the module
+
+    archive = str(zip_path)
+    wanted = None if members is None else {posixpath.normpath(m) for m in members}
+    extracted: list[str] = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf, atomic_path(dest) as tmp:
+            tmp.mkdir(parents=True)
+            infos = zf.infolist()
+            targets = [_checked_zip_target(info, tmp, archive) for info in infos]
+            names = {posixpath.normpath(info.filename) for info in infos}
+            if wanted is not None and not wanted <= names:
+                shown = ", ".join(sorted(wanted - names)[:5])
+                raise DataError(
+                    f"{len(wanted - names)} requested entries not in {archive}: {shown}"
+                )
+            for info, target in zip(infos, targets, strict=True):
+                if target is None:
+                    continue
+                if wanted is not None and posixpath.normpath(info.filename) not in wanted:
+                    continue
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+                extracted.append(info.filename)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
+        raise DataError(f"cannot read zip {archive}: {e}") from e
+    return extracted

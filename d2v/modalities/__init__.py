@@ -28,4 +28,12 @@ def _registry(modality: Modality) -> tuple[Callable, Callable]:
         from d2v.modalities import vision
 
         return vision.pretrain_spec, vision.downstream_task
+    if modality == Modality.speech:
+        from d2v.modalities import speech
+
+        return speech.pretrain_spec, speech.downstream_task
+    if modality == Modality.text:
+        from d2v.modalities import text
+
+        return text.pretrain_spec, text.downstream_task
     raise NotImplementedError(f"modality {modality.value} is not available yet")

@@ -104,6 +104,22 @@ DATA_SCALES = {
         "ImageNet-1k (local archives, size as configured)",
         "ImageNet-1k: 1.28M train images, 224x224 RGB, 1000 classes",
     ),
+    "flite": DataScale(
+        "flite-synthesized LibriSpeech-layout corpus: ~45 min of train audio, 28 pseudo-speakers",
+        "LibriSpeech: 960 h (LS-960) pretraining; 10 min to 960 h labeled",
+    ),
+    "librispeech": DataScale(
+        "LibriSpeech (OpenSLR 12, subsets as configured)",
+        "LibriSpeech: 960 h (LS-960) pretraining; 10 min to 960 h labeled",
+    ),
+    "embedded": DataScale(
+        "Bible (WEB + KJV) + WordNet examples, ~2M words; four GLUE-format stand-in tasks",
+        "Books + English Wikipedia, ~3.3B words; the nine GLUE tasks",
+    ),
+    "glue": DataScale(
+        "GLUE task archives + a local pretraining corpus (size as configured)",
+        "Books + English Wikipedia, ~3.3B words; the nine GLUE tasks",
+    ),
 }
 
 

@@ -15,8 +15,8 @@ import torch
 
 from d2v.atomic import write_json
 from d2v.config import Params
-from d2v.downstream import DownstreamTask
-from d2v.finetune import Classifier, predict, probe_scores
+from d2v.downstream import DownstreamTask, build_model
+from d2v.finetune import predict, probe_scores
 from d2v.metrics import summarize
 from d2v.modalities import downstream_task
 from d2v.runs.finetune import INITS, init_encoder, pretrain_summary, task_tags
@@ -37,6 +37,17 @@ def probe_score(
     cfg = params.finetune[task_name]
     encoder = init_encoder(task, init, seed, pretrained)
     return probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
+
+
+def held_out_scores(
+    task: DownstreamTask, model: torch.nn.Module, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    """The task's metrics on its held-out split, and on each extra set as `<set>_<metric>`."""
+    scores = task.score(*predict(model, task.eval_pass(batch_size), device))
+    for name, eval_pass in task.extra_evals.items():
+        extra = task.score(*predict(model, eval_pass(batch_size), device))
+        scores.update({f"{name}_{k}": v for k, v in extra.items()})
+    return scores
 
 
 def run_evaluate(
@@ -61,13 +72,13 @@ def run_evaluate(
     ):
         for init in INITS:
             for seed in params.seeds:
-                model = Classifier(task.build_encoder(), task.num_classes)
+                model = build_model(task, task.build_encoder(), cfg)
                 model.load_state_dict(
                     torch.load(
                         finetuned / init / f"seed{seed}.pt", map_location="cpu", weights_only=True
                     )
                 )
-                scores = task.score(*predict(model, task.eval_pass(cfg.eval_batch_size), device))
+                scores = held_out_scores(task, model, cfg.eval_batch_size, device)
                 probe = probe_score(task, params, task_name, init, seed, pretrained, device)
                 scores.update({f"probe_{k}": v for k, v in probe.items()})
                 for k, v in scores.items():
@@ -94,6 +105,8 @@ def run_evaluate(
             "label_fraction": cfg.label_fraction,
             "probe_label_fraction": cfg.probe.label_fraction,
             "pretrain_collapsed": bool(pre.get("collapsed", False)),
+            "extra_evals": sorted(task.extra_evals),
+            **task.notes,
             "per_seed": per_seed,
         }
         for init in INITS:

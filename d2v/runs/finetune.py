@@ -11,11 +11,10 @@ import torch
 
 from d2v.atomic import atomic_path, write_json
 from d2v.config import Params, TaskConfig
-from d2v.data.shards import stratified_subset
 from d2v.distributed import bf16_supported
-from d2v.downstream import DownstreamTask
+from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
-from d2v.finetune import Classifier, finetune
+from d2v.finetune import finetune, labeled_subset
 from d2v.modalities import downstream_task
 from d2v.tracking import Tracker
 
@@ -73,8 +72,8 @@ def run_finetune(
         tmp.mkdir()
         for init in INITS:
             for seed in params.seeds:
-                subset = stratified_subset(task.train_labels, cfg.label_fraction, seed)
-                model = Classifier(init_encoder(task, init, seed, pretrained), task.num_classes)
+                subset = labeled_subset(task, cfg.label_fraction, seed)
+                model = build_model(task, init_encoder(task, init, seed, pretrained), cfg)
                 with tracker.run(
                     f"finetune/{task_name}/{init}/seed{seed}",
                     nested=True,
@@ -89,6 +88,7 @@ def run_finetune(
                         tracker,
                         bf16,
                         desc=f"finetune {init} seed {seed}",
+                        freeze_steps=cfg.freeze_steps,
                     )
                 (tmp / init).mkdir(exist_ok=True)
                 torch.save(model.state_dict(), tmp / init / f"seed{seed}.pt")

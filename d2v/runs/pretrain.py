@@ -21,7 +21,6 @@ import yaml
 from d2v.atomic import atomic_path, write_json
 from d2v.collapse import CollapseError
 from d2v.config import Modality, Params, to_dict
-from d2v.data.shards import load_meta
 from d2v.distributed import free_port, init_distributed
 from d2v.modalities import pretrain_spec
 from d2v.params_io import fingerprint
@@ -67,7 +66,9 @@ def run_pretrain(
     info = init_distributed()
     spec = pretrain_spec(params, modality, prepared_dir)
     config = to_dict(run_config(params, modality))
-    ckpt_dir = ckpt_root / modality.value / fingerprint(config, load_meta(prepared_dir)["counts"])
+    ckpt_dir = (
+        ckpt_root / modality.value / fingerprint(config, (prepared_dir / "meta.json").read_text())
+    )
     tracker = Tracker(params.tracking, active=info.is_main)
     tags = {
         "stage": "pretrain",

@@ -1,0 +1,142 @@
+"""Downstream heads on a (pretrained or randomly initialized) encoder. Each model owns its loss
+(`loss(source, labels)`) and its predictions (`predict(source)`), so one fine-tuning loop serves
+classification (images, GLUE), regression (STS-B) and CTC speech recognition.
+
+Dimensions: B batch, T tokens / frames, D width, C classes, V vocabulary, U label length.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from d2v.config import SpanMaskConfig
+from d2v.encoder import Encoder
+from d2v.masking import span_mask
+from d2v.modalities.audio import frame_lengths
+
+
+def mean_pool(last: Tensor, padding_mask: Tensor | None) -> Tensor:
+    """last: (B, T, D), padding_mask: (B, T) True = padding -> (B, D) mean over real tokens."""
+    if padding_mask is None:
+        return last.mean(1)
+    keep = (~padding_mask).unsqueeze(-1).to(last.dtype)
+    return (last * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+class Classifier(nn.Module):
+    """Mean-pooled features -> LayerNorm -> linear (BEiT / data2vec image fine-tuning)."""
+
+    def __init__(self, encoder: Encoder, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.fc_norm = nn.LayerNorm(encoder.dim)
+        self.head = nn.Linear(encoder.dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward_features(self, source: Tensor) -> Tensor:
+        out = self.encoder(source)
+        return mean_pool(out.last, out.padding_mask)  # (B, D)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(self.fc_norm(features))  # (B, C)
+
+    def forward(self, source: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(source))
+
+    def loss(self, source: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(self(source).float(), labels)
+
+    def predict(self, source: Tensor) -> Tensor:
+        return self(source).float()  # (B, C) logits
+
+
+class Regressor(Classifier):
+    """One output, mean squared error (GLUE STS-B)."""
+
+    def __init__(self, encoder: Encoder):
+        super().__init__(encoder, 1)
+
+    def loss(self, source: Tensor, labels: Tensor) -> Tensor:
+        return F.mse_loss(self(source).float().squeeze(-1), labels.float())
+
+    def predict(self, source: Tensor) -> Tensor:
+        return self(source).float().squeeze(-1)  # (B,)
+
+
+class CTCModel(nn.Module):
+    """wav2vec 2.0 fine-tuning: a linear layer over the frames to characters, CTC loss.
+
+    The conv feature encoder stays frozen throughout (wav2vec 2.0: feature_grad_mult 0), and in
+    training the frames are span-masked (`mask`, a milder SpecAugment-like masking than in
+    pretraining). Index 0 of `vocab` is the CTC blank, "|" the word boundary.
+    """
+
+    def __init__(self, encoder: Encoder, vocab: list[str], mask: SpanMaskConfig | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.vocab = vocab
+        self.mask_cfg = mask
+        self.head = nn.Linear(encoder.dim, len(vocab))
+        features = getattr(encoder.frontend, "features", None)
+        if features is not None:
+            features.requires_grad_(False)
+
+    def forward(self, source, mask=None) -> tuple[Tensor, Tensor]:
+        """source: Audio -> log-probs (B, T, V) and valid frames (B,)."""
+        out = self.encoder(source, mask)
+        logits = self.head(out.last).float()
+        frames = (~out.padding_mask).sum(1)
+        return logits.log_softmax(-1), frames
+
+    def _train_mask(self, source):
+        if self.mask_cfg is None or not self.training or self.mask_cfg.prob <= 0:
+            return None
+        conv = self.encoder.frontend.features
+        T = int(frame_lengths(torch.tensor(source.wave.shape[1]), conv.kernels, conv.strides))
+        frames = frame_lengths(source.lengths.cpu(), conv.kernels, conv.strides)
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from the run's seeded RNG
+        info = span_mask(frames, T, self.mask_cfg, torch.Generator().manual_seed(seed))
+        return info.to(source.wave.device)
+
+    def loss(self, source, labels: Tensor) -> Tensor:
+        """labels: (B, U) character ids, -1 = padding."""
+        log_probs, frames = self(source, self._train_mask(source))
+        lengths = (labels >= 0).sum(1)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1),
+            labels.clamp(min=0),
+            frames,
+            lengths,
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    def predict(self, source) -> list[str]:
+        log_probs, frames = self(source)
+        return greedy_decode(log_probs.argmax(-1), frames, self.vocab)
+
+
+def greedy_decode(best: Tensor, frames: Tensor, vocab: list[str]) -> list[str]:
+    """Best path per frame (B, T) -> text: merge repeats, drop blanks (index 0), "|" -> space."""
+    keep = torch.ones_like(best, dtype=torch.bool)
+    keep[:, 1:] = best[:, 1:] != best[:, :-1]
+    keep &= best != 0
+    keep &= torch.arange(best.shape[1], device=best.device)[None] < frames[:, None]
+    texts = []
+    for row, k in zip(best.cpu(), keep.cpu(), strict=True):
+        chars = "".join(vocab[i] for i in row[k].tolist())
+        texts.append(" ".join(chars.replace("|", " ").split()))
+    return texts
+
+
+def labels_to_text(labels: Tensor, vocab: list[str]) -> list[str]:
+    """(B, U) character ids, -1 = padding -> reference texts."""
+    out = []
+    for row in labels.cpu():
+        chars = "".join(vocab[i] for i in row[row >= 0].tolist())
+        out.append(" ".join(chars.replace("|", " ").split()))
+    return out

@@ -1,0 +1,132 @@
+"""Speech frontend (wav2vec 2.0): a 1-D convolutional feature encoder on the raw 16 kHz waveform,
+feature projection, learned mask embedding, convolutional positional encoding.
+
+Dimensions: B batch, S waveform samples, C conv channels, T frames (50 Hz at the paper's
+strides), D model width. Padding masks: True = padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from d2v.encoder import Frontend, Tokens
+from d2v.masking import MaskInfo
+
+
+class Audio(NamedTuple):
+    """A batch of zero-padded waveforms; a NamedTuple so it moves like a tensor."""
+
+    wave: Tensor  # (B, S) float32, per-utterance normalized
+    lengths: Tensor  # (B,) int64 valid samples
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Audio:
+        return Audio(
+            self.wave.to(device, non_blocking=non_blocking),
+            self.lengths.to(device, non_blocking=non_blocking),
+        )
+
+
+def frame_lengths(samples: Tensor, kernels: Sequence[int], strides: Sequence[int]) -> Tensor:
+    """Valid output frames of the conv stack for `samples` valid input samples (any shape):
+    per layer floor((L - k) / s) + 1, as the convolutions compute it (no padding)."""
+    n = samples.long()
+    for k, s in zip(kernels, strides, strict=True):
+        n = torch.div(n - k, s, rounding_mode="floor") + 1
+    return n.clamp(min=0)
+
+
+class ConvLayer(nn.Module):
+    """Conv1d -> LayerNorm over channels -> GELU (wav2vec 2.0 `layer_norm` extractor mode, as
+    data2vec uses: it trains stably without the group norm of the Base `default` mode)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride)
+        self.norm = nn.LayerNorm(c_out)
+        nn.init.kaiming_normal_(self.conv.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C_in, S) -> (B, C_out, S')."""
+        x = self.conv(x)
+        return F.gelu(self.norm(x.transpose(1, 2)).transpose(1, 2))
+
+
+class ConvFeatureEncoder(nn.Module):
+    """7 layers at paper size: kernels (10, 3, 3, 3, 3, 2, 2), strides (5, 2, 2, 2, 2, 2, 2),
+    512 channels: 16 kHz -> 50 Hz (a 400-sample receptive field, 320-sample hop)."""
+
+    def __init__(self, channels: int, kernels: Sequence[int], strides: Sequence[int]):
+        super().__init__()
+        self.kernels, self.strides = tuple(kernels), tuple(strides)
+        widths = [1] + [channels] * len(kernels)
+        self.layers = nn.Sequential(
+            *(
+                ConvLayer(widths[i], widths[i + 1], k, s)
+                for i, (k, s) in enumerate(zip(kernels, strides, strict=True))
+            )
+        )
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """wave: (B, S) -> features (B, T, C)."""
+        return self.layers(wave.unsqueeze(1)).transpose(1, 2)
+
+
+class ConvPositions(nn.Module):
+    """wav2vec 2.0's convolutional relative positions: a wide grouped conv over time with
+    weight norm and GELU, added to the input (an even kernel drops its last output frame)."""
+
+    def __init__(self, dim: int, kernel: int, groups: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        std = (4.0 / (kernel * dim)) ** 0.5
+        nn.init.normal_(self.conv.weight, mean=0.0, std=std)
+        nn.init.zeros_(self.conv.bias)
+        self.conv = nn.utils.parametrizations.weight_norm(self.conv, name="weight", dim=2)
+        self.trim = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, D) -> positional term (B, T, D)."""
+        y = self.conv(x.transpose(1, 2))
+        if self.trim:
+            y = y[..., : -self.trim]
+        return F.gelu(y).transpose(1, 2)
+
+
+class AudioFrontend(Frontend):
+    def __init__(
+        self,
+        dim: int,
+        channels: int,
+        kernels: Sequence[int],
+        strides: Sequence[int],
+        pos_kernel: int,
+        pos_groups: int,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.features = ConvFeatureEncoder(channels, kernels, strides)
+        self.feature_norm = nn.LayerNorm(channels)
+        self.proj = nn.Linear(channels, dim)
+        self.mask_emb = nn.Parameter(torch.empty(dim).uniform_())  # wav2vec 2.0's init
+        self.pos_conv = ConvPositions(dim, pos_kernel, pos_groups)
+        self.norm = nn.LayerNorm(dim)
+
+    def padding_mask(self, lengths: Tensor, frames: int) -> Tensor:
+        """(B,) valid samples -> (B, T) True where a frame is padding."""
+        n = frame_lengths(lengths, self.features.kernels, self.features.strides)
+        return torch.arange(frames, device=lengths.device)[None, :] >= n[:, None]
+
+    def forward(self, audio: Audio, mask: MaskInfo | None = None) -> Tokens:
+        """audio: (B, S) waveforms -> tokens (B, T, D); masked frames become the mask embedding."""
+        x = self.proj(self.feature_norm(self.features(audio.wave)))  # (B, T, D)
+        padding = self.padding_mask(audio.lengths, x.shape[1])
+        if mask is not None:
+            x = torch.where(mask.mask[..., None], self.mask_emb.to(x.dtype), x)
+        x = x.masked_fill(padding[..., None], 0.0)
+        x = self.norm(x + self.pos_conv(x))
+        return Tokens(x, padding)

@@ -1,0 +1,125 @@
+"""Speech modality: conv feature encoder rate, padding, span masks on frames, instance-norm
+targets, and CTC fine-tuning on the embedded (flite) corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from d2v.config import Modality, ModelConfig, Norm, SpanMaskConfig
+from d2v.downstream import build_model
+from d2v.finetune import finetune, predict
+from d2v.heads import greedy_decode, labels_to_text
+from d2v.modalities import downstream_task, pretrain_spec
+from d2v.modalities.audio import Audio, AudioFrontend, frame_lengths
+from d2v.model import Data2Vec
+from d2v.targets import make_targets, normalize
+from d2v.teacher import EMATeacher
+from d2v.tracking import Tracker
+from tests.conftest import tiny_params
+
+PAPER_KERNELS = [10, 3, 3, 3, 3, 2, 2]
+PAPER_STRIDES = [5, 2, 2, 2, 2, 2, 2]
+
+
+def test_paper_conv_encoder_turns_16khz_into_50hz_frames() -> None:
+    frontend = AudioFrontend(768, 512, PAPER_KERNELS, PAPER_STRIDES, 128, 16)
+    wave = torch.randn(1, 16000 * 4)
+    feats = frontend.features(wave)  # (B, T, C)
+    assert feats.shape == (1, 199, 512)  # 4 s -> 50 Hz minus the 400-sample receptive field
+    n = frame_lengths(torch.tensor([16000 * 10, 16000, 400, 399]), PAPER_KERNELS, PAPER_STRIDES)
+    assert n.tolist() == [499, 49, 1, 0]  # hop 320 samples = 20 ms
+    hop = int(np.prod(PAPER_STRIDES))
+    assert 16000 / hop == 50.0
+
+
+def _speech_model(model: ModelConfig) -> tuple[Data2Vec, EMATeacher]:
+    params = tiny_params()
+    cfg = params.pretrain.speech
+    frontend = AudioFrontend(model.dim, 16, cfg.conv_kernels, cfg.conv_strides, 16, 4)
+    from d2v.encoder import Encoder
+
+    torch.manual_seed(0)
+    student = Data2Vec(Encoder(frontend, model), cfg.targets, cfg.loss, top_k=2)
+    return student, EMATeacher(student.encoder, cfg.shared)
+
+
+def test_padding_frames_are_never_masked_nor_regressed() -> None:
+    model = ModelConfig(dim=32, depth=2, heads=2)
+    student, teacher = _speech_model(model)
+    student.eval()
+    lengths = torch.tensor([16000, 9000])
+    wave = torch.randn(2, 16000)
+    wave[1, 9000:] = 0
+    frontend = student.encoder.frontend
+    T = frontend.features(wave).shape[1]
+    frames = frame_lengths(lengths, frontend.features.kernels, frontend.features.strides)
+    from d2v.masking import span_mask
+
+    mask = span_mask(frames, T, SpanMaskConfig(0.65, 5, 2), torch.Generator().manual_seed(0))
+    assert not mask.mask[1, frames[1] :].any()  # padding frames never masked
+    loss = student(Audio(wave, lengths), mask, teacher).loss
+    noisy = wave.clone()
+    noisy[1, 9000:] = torch.randn(7000) * 5  # whatever sits in the padding changes nothing
+    assert torch.allclose(student(Audio(noisy, lengths), mask, teacher).loss, loss, atol=1e-5)
+
+
+def test_instance_norm_targets_are_normalized_over_time_per_channel() -> None:
+    y = torch.randn(2, 30, 8) * 3 + 5
+    padding = torch.zeros(2, 30, dtype=torch.bool)
+    padding[1, 20:] = True
+    y[1, 20:] = 1000.0  # padding must not enter the statistics
+    cfg = tiny_params().pretrain.speech.targets
+    assert cfg.norm == Norm.instance
+    t = make_targets([y, y], cfg, 2, padding)
+    valid = t[1, :20]
+    assert torch.allclose(valid.mean(0), torch.zeros(8), atol=1e-4)
+    assert torch.allclose(valid.var(0, unbiased=False), torch.ones(8), atol=1e-3)
+    assert torch.allclose(normalize(y, Norm.instance)[0].mean(0), torch.zeros(8), atol=1e-4)
+
+
+def test_speech_pretraining_masks_about_half_of_the_valid_frames(prepared_speech: Path) -> None:
+    params = tiny_params()
+    spec = pretrain_spec(params, Modality.speech, prepared_speech)
+    idx = np.arange(len(spec.data))
+    m1 = spec.data.mask(idx, torch.Generator().manual_seed(3))
+    m2 = spec.data.mask(idx, torch.Generator().manual_seed(3))
+    assert torch.equal(m1.mask, m2.mask)
+    batch = spec.data.batch(idx)
+    assert batch.wave.shape == (len(idx), int(params.pretrain.speech.crop_seconds * 16000))
+    frames = frame_lengths(batch.lengths, PAPER_KERNELS, PAPER_STRIDES)
+    valid = torch.arange(m1.mask.shape[1])[None] < frames[:, None]
+    assert not (m1.mask & ~valid).any()
+    fraction = m1.mask.sum() / valid.sum()
+    assert 0.35 < fraction < 0.6, fraction
+
+
+def test_greedy_ctc_decoding_merges_repeats_and_drops_blanks() -> None:
+    vocab = ["<blank>", "|", "'", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    a, b, c, bar = vocab.index("A"), vocab.index("B"), vocab.index("C"), 1
+    best = torch.tensor([[a, a, 0, a, bar, b, b, 0, c, 0, 0], [c, c, c, 0, 0, 0, 0, 0, 0, a, a]])
+    assert greedy_decode(best, torch.tensor([11, 4]), vocab) == ["AA BC", "C"]
+    labels = torch.tensor([[a, bar, b, -1], [c, c, -1, -1]])
+    assert labels_to_text(labels, vocab) == ["A B", "CC"]
+
+
+def test_ctc_loss_falls_on_the_embedded_corpus(prepared_speech: Path) -> None:
+    params = tiny_params("finetune.librispeech.label_fraction=1.0")
+    cfg = params.finetune["librispeech"]
+    task = downstream_task(params, "librispeech", prepared_speech)
+    torch.manual_seed(0)
+    model = build_model(task, task.build_encoder(), cfg)
+    subset = np.arange(len(task.train_labels))
+    optim = cfg.optim.__class__(steps=80, batch_size=8, lr=2e-3, weight_decay=0.0, warmup_steps=8)
+    tracker = Tracker(params.tracking, active=False)
+    losses = finetune(
+        model, lambda: task.train_pass(subset, 8, 0), optim, torch.device("cpu"), tracker
+    )
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.6 * losses[0], losses
+    hyps, refs = predict(model, task.eval_pass(16), torch.device("cpu"))
+    assert len(hyps) == len(refs) and all(isinstance(h, str) for h in hyps)
+    scores = task.score(hyps, refs)
+    assert set(scores) == {"wer", "cer"} and scores["cer"] >= 0
