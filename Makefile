@@ -44,7 +44,7 @@ params: venv
 	$(PY) -m d2v.cli params
 
 run: setup
-	$(VENV)/bin/dvc repro
+	$(VENV)/bin/dvc repro report glue  # every chain and sweep@vision; `dvc repro` adds sweep@speech/text
 	$(VENV)/bin/dvc metrics show
 
 test: setup

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from d2v.config import Params, load_params
+from d2v.data.glue_standins import VADER_INNER, VADER_MOVIES, VADER_SDIST
+from d2v.data.wordnet import wordnet_examples
 from d2v.params_io import compose
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,4 +125,71 @@ def prepared_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_params().data.speech
     splits, eval_splits, dev = speech_splits(cfg)
     prepare_speech(root / "raw", root / "prepared", splits, eval_splits=eval_splits, dev_split=dev)
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def bibles() -> dict:
+    """WEB and KJV verses exported with diatheke (once per session: ~10 s)."""
+    import shutil
+
+    from d2v.data.bible import export_bible
+
+    if shutil.which("diatheke") is None:
+        pytest.skip("needs Debian diatheke and sword-text-web/kjv")
+    return {m: export_bible(m) for m in ("WEB", "KJV")}
+
+
+def fake_vader_sdist(cache: Path, n: int = 600) -> Path:
+    """A vaderSentiment sdist with the real inner layout and `n` WordNet sentences as snippets,
+    plus one non-UTF-8 line and one out-of-range rating (both must be skipped)."""
+    rng = np.random.default_rng(0)
+    sentences = wordnet_examples()[:n]
+    ratings = rng.uniform(-4, 4, n)
+    lines = [f"{i}\t{r:.4f}\t{s}" for i, (s, r) in enumerate(zip(sentences, ratings, strict=True))]
+    raw = "\r\n".join(lines).encode() + b"\r\n9998\t1.0\tbad \xff bytes\r\n9999\t7.5\ttoo high"
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
+        info = tarfile.TarInfo(VADER_MOVIES)
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    outer = cache / VADER_SDIST
+    cache.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(outer, "w:gz") as tar:
+        info = tarfile.TarInfo(f"vaderSentiment-3.3.2/{VADER_INNER}")
+        info.size = len(inner.getvalue())
+        tar.addfile(info, io.BytesIO(inner.getvalue()))
+    return outer
+
+
+@pytest.fixture(scope="session")
+def prepared_text(tmp_path_factory: pytest.TempPathFactory, bibles: dict) -> Path:
+    """The embedded text data, prepared with a small BPE: the Bible + WordNet corpus and the four
+    GLUE-format stand-ins (vaderSentiment's snippets from a local sdist build of the test)."""
+    from d2v.data.glue_standins import write_glue_standins
+    from d2v.data.text_corpus import write_embedded_corpus
+    from d2v.data.text_shards import prepare_text
+    from d2v.data.wordnet import WORDNET_DIR
+
+    root = tmp_path_factory.mktemp("text")
+    write_embedded_corpus(root / "raw", ("WEB", "KJV"), WORDNET_DIR, bibles)
+    fake_vader_sdist(root / "vader")
+    write_glue_standins(
+        root / "raw",
+        root / "vader",
+        bibles=bibles,
+        dev_size=200,
+        mrpc_train_size=600,
+        cola_train_size=600,
+        vader_md5=None,
+    )
+    prepare_text(
+        root / "raw",
+        root / "prepared",
+        vocab_size=2000,
+        block_size=64,
+        max_seq_len=64,
+        tasks=["sst2", "stsb", "mrpc", "cola"],
+        limit_docs=3000,
+    )
     return root / "prepared"

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from d2v.data import glue_standins
-from d2v.data.bible import clean_verse_text, export_bible
+from d2v.data.bible import clean_verse_text
 from d2v.data.bpe import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, train_bpe
 from d2v.data.errors import DataError
 from d2v.data.glue import Example, read_glue_tsv
 from d2v.data.glue_standins import (
-    VADER_INNER,
-    VADER_MOVIES,
     VADER_SDIST,
     fetch_vader,
     write_glue_standins,
@@ -32,7 +28,7 @@ from d2v.data.text_shards import (
     pack_blocks,
     prepare_text,
 )
-from d2v.data.wordnet import wordnet_examples
+from tests.conftest import fake_vader_sdist
 
 ROUND_TRIP = [
     "In the beginning, God created the heavens and the earth.",
@@ -42,41 +38,14 @@ ROUND_TRIP = [
 
 
 @pytest.fixture(scope="module")
-def bibles() -> dict:
-    return {m: export_bible(m) for m in ("WEB", "KJV")}
-
-
-@pytest.fixture(scope="module")
 def tokenizer(bibles: dict):
     return train_bpe([v.text for v in bibles["WEB"][:8000]], vocab_size=1000)
-
-
-def _fake_vader_sdist(cache: Path, n: int = 600) -> Path:
-    """A vaderSentiment sdist with the real inner layout and `n` WordNet sentences as snippets,
-    plus one non-UTF-8 line and one out-of-range rating (both must be skipped)."""
-    rng = np.random.default_rng(0)
-    sentences = wordnet_examples()[:n]
-    ratings = rng.uniform(-4, 4, n)
-    lines = [f"{i}\t{r:.4f}\t{s}" for i, (s, r) in enumerate(zip(sentences, ratings, strict=True))]
-    raw = "\r\n".join(lines).encode() + b"\r\n9998\t1.0\tbad \xff bytes\r\n9999\t7.5\ttoo high"
-    inner = io.BytesIO()
-    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
-        info = tarfile.TarInfo(VADER_MOVIES)
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(raw))
-    outer = cache / VADER_SDIST
-    cache.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(outer, "w:gz") as tar:
-        info = tarfile.TarInfo(f"vaderSentiment-3.3.2/{VADER_INNER}")
-        info.size = len(inner.getvalue())
-        tar.addfile(info, io.BytesIO(inner.getvalue()))
-    return outer
 
 
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory: pytest.TempPathFactory, bibles: dict) -> Path:
     root = tmp_path_factory.mktemp("text_raw")
-    _fake_vader_sdist(root / "vader")
+    fake_vader_sdist(root / "vader")
     write_embedded_corpus(root, bibles=bibles)
     write_glue_standins(root, root / "vader", bibles=bibles, dev_size=200, vader_md5=None)
     return root
@@ -201,7 +170,7 @@ def test_read_glue_tsv_layouts(tmp_path: Path) -> None:
 
 
 def test_fetch_vader_skips_when_present(tmp_path: Path, monkeypatch) -> None:
-    sdist = _fake_vader_sdist(tmp_path)
+    sdist = fake_vader_sdist(tmp_path)
 
     def no_pip(*args, **kwargs):
         raise AssertionError("pip must not run when the sdist is cached")
@@ -217,7 +186,7 @@ def test_fetch_vader_runs_pip_when_absent(tmp_path: Path, monkeypatch) -> None:
 
     def fake_pip(cmd, **kwargs):
         calls.append(cmd)
-        _fake_vader_sdist(Path(cmd[cmd.index("-d") + 1]))
+        fake_vader_sdist(Path(cmd[cmd.index("-d") + 1]))
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(glue_standins.subprocess, "run", fake_pip)

@@ -1,4 +1,5 @@
-"""The vision chain end to end through DVC at model=micro, in a temporary copy of the repo."""
+"""The vision, speech and text chains end to end through DVC at model=micro, in a temporary copy
+of the repo (the text chain fetches the vaderSentiment source package from PyPI, as users do)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,45 @@ import pytest
 from tests.conftest import REPO, TINY, subprocess_env
 
 pytestmark = pytest.mark.slow
+
+
+SPEECH_TINY = [
+    "data.speech.voices=[kal16,slt]",
+    "data.speech.pitches=[120.0]",
+    "data.speech.speeds=[0.9,1.1]",
+    "data.speech.utterances_per_speaker=6",
+    "data.speech.dev_speakers=1",
+    "data.speech.test_speakers=1",
+    "pretrain.speech.optim.steps=10",
+    "pretrain.speech.optim.warmup_steps=2",
+    "pretrain.speech.optim.batch_size=8",
+    "pretrain.speech.checkpoint_every=5",
+    "pretrain.speech.collapse.check_after=1000",
+    "finetune.librispeech.optim.steps=8",
+    "finetune.librispeech.optim.warmup_steps=1",
+    "finetune.librispeech.freeze_steps=2",
+    "finetune.librispeech.probe.epochs=4",
+]
+TEXT_TINY = [
+    "data.text.limit_docs=2000",
+    "data.text.vocab_size=1000",
+    "data.text.block_size=32",
+    "data.text.max_seq_len=32",
+    "pretrain.text.optim.steps=10",
+    "pretrain.text.optim.warmup_steps=2",
+    "pretrain.text.optim.batch_size=16",
+    "pretrain.text.collapse.check_after=1000",
+    *(
+        f"finetune.{t}.{k}"
+        for t in ("sst2", "stsb", "mrpc", "cola")
+        for k in (
+            "optim.steps=6",
+            "optim.warmup_steps=1",
+            "label_fraction=0.05",
+            "probe.label_fraction=0.05",
+        )
+    ),
+]
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -53,6 +93,8 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         '"pretrain.vision.optim.batch_size=32"]',
         "sweep.vision.n_trials=2",
         "sweep.vision.report_every=5",
+        *SPEECH_TINY,
+        *TEXT_TINY,
     ]
     sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
     return dst
@@ -94,9 +136,27 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
         "finetune/imagenet",
         "evaluate/imagenet",
     } <= names
-    per_seed = runs[runs["tags.mlflow.runName"].str.startswith("evaluate/imagenet/")]
+    per_seed = runs[runs["tags.mlflow.runName"].str.startswith("evaluate/imagenet/")]  # 2 x 2
     assert len(per_seed) == 4 and per_seed["tags.mlflow.parentRunId"].notna().all()
     assert (runs[runs["tags.stage"] != "sweep"]["status"] == "FINISHED").all()
+
+    # speech: WER / CER on the synthesized test speakers and, apart, on the real LibriVox clips
+    speech = json.loads((repo_copy / "metrics/eval/librispeech.json").read_text())
+    assert speech["metric"] == "wer" and speech["eval_split"] == "test"
+    for init in ("pretrained", "scratch"):
+        for key in ("wer", "cer", "real_wer", "real_cer", "probe_wer"):
+            assert speech[init][key] >= 0 and len(speech["per_seed"][init][key]) == 2
+    # text: each stand-in task's official metrics, and the GLUE table over them
+    for task, key in (("sst2", "accuracy"), ("stsb", "pearson"), ("mrpc", "f1"), ("cola", "mcc")):
+        result = json.loads((repo_copy / f"metrics/eval/{task}.json").read_text())
+        assert (
+            result["metric"] == key and key in result["pretrained"] and "glue" in result["scratch"]
+        )
+    glue = json.loads((repo_copy / "metrics/glue.json").read_text())
+    assert glue["tasks"] == ["mrpc", "stsb", "cola", "sst2"] and not glue["complete"]
+    assert glue["synthetic_tasks"] == ["cola"]
+    assert {"glue_partial", "sst2"} <= set(glue["pretrained"])
+    assert {"pretrain/speech", "evaluate/librispeech", "pretrain/text", "evaluate/sst2"} <= names
 
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)
