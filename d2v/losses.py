@@ -32,3 +32,14 @@ def feature_std(x: Tensor) -> Tensor:
     """
     x = x.float()
     return x.std(0).mean() if x.shape[0] > 1 else x.new_zeros(())
+
+
+def explained_variance(pred: Tensor, target: Tensor) -> Tensor:
+    """pred, target: (N, D) -> scalar R^2: 1 - mean squared error / target variance (per channel
+    over positions, averaged). 0: the student predicts the mean target (learns nothing, even when
+    the teacher has not collapsed); 1: it predicts the targets exactly."""
+    pred, target = pred.float(), target.float()
+    if target.shape[0] < 2:
+        return target.new_zeros(())
+    err = (pred - target).pow(2).mean(0)
+    return (1 - err / target.var(0, unbiased=False).clamp(min=1e-8)).mean()

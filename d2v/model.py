@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from d2v.config import LossConfig, TargetConfig
 from d2v.encoder import Encoder
-from d2v.losses import feature_std, regression_loss
+from d2v.losses import explained_variance, feature_std, regression_loss
 from d2v.masking import MaskInfo
 from d2v.targets import make_targets
 from d2v.teacher import EMATeacher
@@ -23,6 +23,7 @@ class Data2VecOutput(NamedTuple):  # a NamedTuple so ZeRO-3's hooks see its tens
     loss: Tensor  # scalar
     pred_std: Tensor  # scalar: std of predictions over positions (collapse monitor)
     target_std: Tensor  # scalar: std of targets over positions (collapse monitor)
+    target_r2: Tensor  # scalar: share of the target variance the predictions explain
     num_masked: int
 
 
@@ -61,5 +62,6 @@ class Data2Vec(nn.Module):
             loss=loss,
             pred_std=feature_std(pred.detach()),
             target_std=feature_std(target),
+            target_r2=explained_variance(pred.detach(), target),
             num_masked=int(target.shape[0]),
         )

@@ -77,6 +77,7 @@ class PretrainResult:
     final_loss: float
     final_target_std: float
     final_pred_std: float
+    final_target_r2: float
     samples_per_s: float
     wall_s: float
     resumed_from: int
@@ -158,7 +159,7 @@ def pretrain(
     steps = spec.optim.steps
     history: list[dict[str, float]] = []
     t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
-    last = {"loss": math.nan, "target_std": math.nan, "pred_std": math.nan}
+    last = {"loss": math.nan, "target_std": math.nan, "pred_std": math.nan, "target_r2": math.nan}
     bar = tqdm(
         range(start, steps),
         initial=start,
@@ -192,17 +193,18 @@ def pretrain(
         # log
         done = step + 1
         if done % spec.log_every == 0 or done == steps:
-            loss, t_std, p_std = _mean_over_ranks(
-                [out.loss.item(), out.target_std.item(), out.pred_std.item()], device
+            loss, t_std, p_std, r2 = _mean_over_ranks(
+                [out.loss.item(), out.target_std.item(), out.pred_std.item(), out.target_r2.item()],
+                device,
             )
             now = time.perf_counter()
             rate = n_log * dist_info.world_size / (now - t_log)
             t_log, n_log = now, 0
-            last = {"loss": loss, "target_std": t_std, "pred_std": p_std}
+            last = {"loss": loss, "target_std": t_std, "pred_std": p_std, "target_r2": r2}
             row = {**last, "lr": lr, "tau": tau, "samples_per_s": rate}
             history.append({"step": done, **row})
             tracker.log_metrics(row, step=done)
-            bar.set_postfix(loss=f"{loss:.4f}", tstd=f"{t_std:.3f}")
+            bar.set_postfix(loss=f"{loss:.4f}", tstd=f"{t_std:.3f}", r2=f"{r2:.2f}")
             if monitor.check(done, t_std):
                 tracker.set_tags({"collapsed": "true"})
                 raise CollapseError(
@@ -220,6 +222,7 @@ def pretrain(
         final_loss=last["loss"],
         final_target_std=last["target_std"],
         final_pred_std=last["pred_std"],
+        final_target_r2=last["target_r2"],
         samples_per_s=done_now * spec.optim.batch_size / wall if done_now else 0.0,
         wall_s=wall,
         resumed_from=start,

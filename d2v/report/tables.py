@@ -88,6 +88,7 @@ def pretrain_table(runs: pd.DataFrame) -> pd.DataFrame:
         "metrics.loss": "final loss",
         "metrics.target_std": "target std",
         "metrics.pred_std": "pred std",
+        "metrics.target_r2": "target R2",
         "metrics.wall_s": "wall s",
         "metrics.mean_samples_per_s": "samples/s",
     }
