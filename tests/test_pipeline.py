@@ -33,6 +33,9 @@ SPEECH_TINY = [
     "finetune.librispeech.optim.warmup_steps=1",
     "finetune.librispeech.freeze_steps=2",
     "finetune.librispeech.probe.epochs=4",
+    'sweep.speech.overrides=["pretrain.speech.optim.steps=6","pretrain.speech.optim.warmup_steps=1"]',
+    "sweep.speech.n_trials=2",
+    "sweep.speech.report_every=3",
 ]
 TEXT_TINY = [
     "data.text.limit_docs=2000",
@@ -53,6 +56,9 @@ TEXT_TINY = [
             "probe.label_fraction=0.05",
         )
     ),
+    'sweep.text.overrides=["pretrain.text.optim.steps=6","pretrain.text.optim.warmup_steps=1"]',
+    "sweep.text.n_trials=2",
+    "sweep.text.report_every=3",
 ]
 
 
@@ -128,6 +134,9 @@ def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
     sweep = json.loads((repo_copy / "metrics/sweep/vision.json").read_text())
     assert sweep["n_trials"] == 2 and len(sweep["trials"]) == 2
     assert sweep["baseline"]["number"] == 0
+    for modality in ("speech", "text"):
+        other = json.loads((repo_copy / f"metrics/sweep/{modality}.json").read_text())
+        assert other["n_trials"] == 2 and len(other["trials"]) == 2
     assert {
         "sweep/vision",
         "download/vision",
