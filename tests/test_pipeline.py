@@ -106,7 +106,7 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
     return dst
 
 
-def test_dvc_repro_runs_the_vision_chain(repo_copy: Path) -> None:
+def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
     sh(["dvc", "repro"], repo_copy)
     result = json.loads((repo_copy / "metrics/eval/imagenet.json").read_text())
     # the metrics contract of DESIGN.md
