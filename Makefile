@@ -45,7 +45,7 @@ params: venv
 
 run: setup
 	$(VENV)/bin/dvc repro report glue  # every chain and sweep@vision; `dvc repro` adds sweep@speech/text
-	$(VENV)/bin/dvc metrics show
+	$(VENV)/bin/dvc metrics show metrics/pretrain metrics/eval metrics/glue.json metrics/sweep/vision.json
 
 test: setup
 	$(VENV)/bin/ruff check d2v stages tests
