@@ -133,8 +133,11 @@ def results(doc: Document, runs: pd.DataFrame) -> None:
         doc.add(Heading(2, f"{modality} / {task}" + (f" ({dataset})" if dataset else "")))
         header = ["metric", *tables.INITS]
         ref_col = None
+        col = paper.column_for(ref, str(task)) if ref is not None else None
+        if col is None:
+            ref = None
         if ref is not None:
-            ref_col = f"paper scale: data2vec {ref.columns[0]} ({ref.label})"
+            ref_col = f"paper scale: data2vec {ref.columns[col]} ({ref.label})"
             header.append(ref_col)
         rows = []
         for metric, m in g.groupby("metric", sort=True):
@@ -147,7 +150,7 @@ def results(doc: Document, runs: pd.DataFrame) -> None:
                     else "missing"
                 )
             if ref is not None:
-                row.append(_paper_value(ref) if metric == ref.metric else "")
+                row.append(_paper_value(ref, col) if metric == ref.metric else "")
             rows.append(row)
         doc.add(Table(header, rows))
         if ref is not None:
@@ -157,9 +160,9 @@ def results(doc: Document, runs: pd.DataFrame) -> None:
             )
 
 
-def _paper_value(ref: paper.PaperTable) -> str:
+def _paper_value(ref: paper.PaperTable, col: int | None) -> str:
     row = next((v for k, v in ref.rows.items() if k.startswith("data2vec")), None)
-    return row[0] if row else ""
+    return row[col] if row and col is not None else ""
 
 
 def pretraining(doc: Document, runs: pd.DataFrame, uri: str) -> None:
