@@ -62,9 +62,9 @@ def finetune(
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, min_ratio=0.01)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        frozen = step < freeze_steps
-        for p in encoder_params:
-            p.requires_grad_(not frozen)
+        if step in (0, freeze_steps):  # freeze at the start, unfreeze once, not every step
+            for p in encoder_params:
+                p.requires_grad_(step >= freeze_steps)
         source, labels = next(data)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         with autocast:

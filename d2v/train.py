@@ -26,6 +26,7 @@ from d2v.config import (
     DeepSpeedConfig,
     EmaConfig,
     LossConfig,
+    Modality,
     OptimConfig,
     Precision,
     TargetConfig,
@@ -36,6 +37,7 @@ from d2v.masking import MaskInfo
 from d2v.model import Data2Vec
 from d2v.sampling import batch_indices, rank_slice, step_seed
 from d2v.schedule import lr_at
+from d2v.targets import resolve_top_k
 from d2v.teacher import EMATeacher, tau_at
 from d2v.tracking import Tracker
 
@@ -69,6 +71,30 @@ class PretrainSpec:
     shared: Sequence[str] = ()
     checkpoint_every: int = 100
     log_every: int = 10
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Any,  # a modality's pretraining config: Vision/Speech/TextPretrainConfig
+        modality: Modality,
+        depth: int,
+        build_encoder: Callable[[], Encoder],
+        data: PretrainData,
+    ) -> PretrainSpec:
+        """The loop's settings from a modality's pretraining config; K resolved for `depth`."""
+        return cls(
+            build_encoder=build_encoder,
+            data=data,
+            top_k=resolve_top_k(cfg.targets.top_k, modality, depth),
+            ema=cfg.ema,
+            targets=cfg.targets,
+            loss=cfg.loss,
+            optim=cfg.optim,
+            collapse=cfg.collapse,
+            shared=cfg.shared,
+            checkpoint_every=cfg.checkpoint_every,
+            log_every=cfg.log_every,
+        )
 
 
 @dataclass

@@ -25,7 +25,6 @@ from d2v.heads import labels_to_text
 from d2v.masking import MaskInfo, span_mask
 from d2v.metrics import cer, wer
 from d2v.modalities.audio import Audio, AudioFrontend, frame_lengths
-from d2v.targets import resolve_top_k
 from d2v.train import PretrainSpec
 
 
@@ -70,18 +69,8 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     cfg = params.pretrain.speech
     meta = load_speech_meta(prepared_dir)
     data = SpeechWaves(load_audio_split(prepared_dir, "train"), cfg, meta["sample_rate"])
-    return PretrainSpec(
-        build_encoder=lambda: build_encoder(params.model, cfg),
-        data=data,
-        top_k=resolve_top_k(cfg.targets.top_k, Modality.speech, params.model.depth),
-        ema=cfg.ema,
-        targets=cfg.targets,
-        loss=cfg.loss,
-        optim=cfg.optim,
-        collapse=cfg.collapse,
-        shared=cfg.shared,
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
+    return PretrainSpec.from_config(
+        cfg, Modality.speech, params.model.depth, lambda: build_encoder(params.model, cfg), data
     )
 
 

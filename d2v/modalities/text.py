@@ -22,7 +22,6 @@ from d2v.metrics import mcc as mcc_pct
 from d2v.metrics import pearson as pearson_pct
 from d2v.metrics import spearman as spearman_pct
 from d2v.modalities.tokens import TextFrontend
-from d2v.targets import resolve_top_k
 from d2v.train import PretrainSpec
 
 # the official metric each task's metrics/eval/<task>.json leads with
@@ -94,18 +93,12 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     data = TextBlocks(load_blocks(prepared_dir, "train"), cfg, meta)
     pad = special_ids(meta)["pad"]
     vocab, max_len = int(meta["vocab_size"]), max_positions(params)
-    return PretrainSpec(
-        build_encoder=lambda: build_encoder(params.model, vocab, max_len, pad),
-        data=data,
-        top_k=resolve_top_k(cfg.targets.top_k, Modality.text, params.model.depth),
-        ema=cfg.ema,
-        targets=cfg.targets,
-        loss=cfg.loss,
-        optim=cfg.optim,
-        collapse=cfg.collapse,
-        shared=cfg.shared,
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
+    return PretrainSpec.from_config(
+        cfg,
+        Modality.text,
+        params.model.depth,
+        lambda: build_encoder(params.model, vocab, max_len, pad),
+        data,
     )
 
 

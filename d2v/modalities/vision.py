@@ -16,7 +16,6 @@ from d2v.encoder import Encoder
 from d2v.masking import MaskInfo, block_mask
 from d2v.metrics import top1
 from d2v.modalities.image import ImageFrontend
-from d2v.targets import resolve_top_k
 from d2v.train import PretrainSpec
 
 
@@ -60,18 +59,12 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     grid = (data_cfg.image_size // cfg.patch_size,) * 2
     data = VisionImages(split, meta["mean"], meta["std"], grid, cfg)
     channels = split.images.shape[-1]
-    return PretrainSpec(
-        build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
-        data=data,
-        top_k=resolve_top_k(cfg.targets.top_k, Modality.vision, params.model.depth),
-        ema=cfg.ema,
-        targets=cfg.targets,
-        loss=cfg.loss,
-        optim=cfg.optim,
-        collapse=cfg.collapse,
-        shared=cfg.shared,
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
+    return PretrainSpec.from_config(
+        cfg,
+        Modality.vision,
+        params.model.depth,
+        lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
+        data,
     )
 
 

@@ -96,7 +96,7 @@ def copy_local_corpus(path: str, out_dir: Path, on_bad_line: str = "skip") -> di
     documents = 0
     with open(out_dir / "corpus.txt", "w", encoding="utf-8") as f:
         for doc in read_corpus(path, on_bad_line=on_bad_line, stats=stats):
-            f.write(" ".join(doc.split()) + "\n")
+            f.write(doc + "\n")  # read_corpus has collapsed the whitespace
             documents += 1
     return {"documents": documents, **stats}
 

@@ -41,6 +41,7 @@ def run_prepare(params: Params, modality: Modality, raw_dir: Path, out_dir: Path
                 raw_dir, out_dir, cfg.image_size, cfg.channels, cfg.on_corrupt
             )
             tracker.log_metrics({f"images_{k}": v for k, v in meta["counts"].items()})
+            skipped = meta["skipped"]["count"]
         elif modality == Modality.speech:
             from d2v.data.audio_shards import prepare_speech
 
@@ -61,6 +62,7 @@ def run_prepare(params: Params, modality: Modality, raw_dir: Path, out_dir: Path
             tracker.log_metrics(
                 {f"utterances_{k}": v["utterances"] for k, v in meta["splits"].items()}
             )
+            skipped = meta["skipped"]["count"]
         else:
             from d2v.data.text_shards import prepare_text
 
@@ -75,8 +77,11 @@ def run_prepare(params: Params, modality: Modality, raw_dir: Path, out_dir: Path
                 limit_docs=cfg.limit_docs,
                 min_frequency=cfg.min_frequency,
             )
-        skipped = meta.get("skipped", {})
-        count = skipped.get("count", 0) if isinstance(skipped, dict) else 0
-        tracker.log_metrics({"skipped": count})
-        log.info("prepared %s: %d skipped", out_dir, count)
+            skipped = meta["corpus"]["skipped_lines"] + sum(
+                sum(stats["skipped"].values())
+                for splits in meta["skipped_rows"].values()
+                for stats in splits.values()
+            )
+        tracker.log_metrics({"skipped": skipped})
+        log.info("prepared %s: %d skipped", out_dir, skipped)
         return meta
