@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    c = sub.add_parser("bench", help="data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("--params", default="params.yaml")
+
     c = sub.add_parser("report", help="comparison report from the MLflow store alone")
     c.add_argument("--params", default="params.yaml", help="for the tracking param, if present")
     c.add_argument("--experiment", default=None, help="MLflow experiment (default: the param)")
@@ -97,6 +101,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     params = read_params(args.params)  # validated before any compute
     if args.command == "sweep":
         run_sweep_command(params, args)
+        return
+    if args.command == "bench":
+        from d2v.runs.bench import run_bench
+
+        m = args.modality.value
+        run_bench(
+            params, args.modality, Path("data/prepared") / m, Path("metrics/bench") / f"{m}.json"
+        )
         return
     if args.command == "glue":
         from d2v.runs.glue import run_glue

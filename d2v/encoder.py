@@ -1,10 +1,15 @@
 """A modality's encoder: its frontend (features, positions, mask embedding) then the shared
-Transformer backbone. The same class serves student and teacher."""
+Transformer backbone. The same class serves student and teacher, and both methods: data2vec's
+student sees every token with the masked ones replaced (`visible_only=False`); data2vec 2.0's sees
+only the visible tokens of each masked copy (`visible_only=True`).
+
+Dimensions: B samples, R = B * copies mask rows, T tokens, K visible tokens, D width."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from d2v.backbone import Backbone, EncoderOutput
@@ -17,12 +22,26 @@ class Tokens(NamedTuple):
     padding_mask: Tensor | None = None  # (B, T) True = padding
 
 
+def gather_visible(x: Tensor, mask: MaskInfo) -> Tensor:
+    """x: (B, T, ...) per sample, or (R, T, ...) per mask row -> (R, K, ...) the visible tokens
+    of every mask row."""
+    R = mask.mask.shape[0]
+    rows = torch.arange(R, device=x.device) if x.shape[0] == R else mask.sample_of_row
+    return x[rows[:, None], mask.ids_keep]
+
+
 class Frontend(nn.Module):
-    """Turns a modality's raw input into tokens; subclasses own their mask embedding."""
+    """Turns a modality's raw input into tokens; subclasses own their mask embedding.
+
+    visible_only: return only the visible tokens of each mask row, (R, K, D), positions included
+    (data2vec 2.0); else all tokens (B, T, D) with the masked ones replaced (data2vec).
+    """
 
     dim: int
 
-    def forward(self, source: Tensor, mask: MaskInfo | None = None) -> Tokens:
+    def forward(
+        self, source: Tensor, mask: MaskInfo | None = None, visible_only: bool = False
+    ) -> Tokens:
         raise NotImplementedError
 
 
@@ -35,7 +54,11 @@ class Encoder(nn.Module):
         self.depth = cfg.depth
 
     def forward(
-        self, source: Tensor, mask: MaskInfo | None = None, collect: Sublayer | None = None
+        self,
+        source: Tensor,
+        mask: MaskInfo | None = None,
+        collect: Sublayer | None = None,
+        visible_only: bool = False,
     ) -> EncoderOutput:
-        tokens = self.frontend(source, mask)
+        tokens = self.frontend(source, mask, visible_only)
         return self.backbone(tokens.x, tokens.padding_mask, collect)

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from d2v.config import SpanMaskConfig
 from d2v.encoder import Encoder
 from d2v.masking import span_mask
-from d2v.modalities.audio import frame_lengths
 
 
 def mean_pool(last: Tensor, padding_mask: Tensor | None) -> Tensor:
@@ -94,9 +93,9 @@ class CTCModel(nn.Module):
     def _train_mask(self, source):
         if self.mask_cfg is None or not self.training or self.mask_cfg.prob <= 0:
             return None
-        conv = self.encoder.frontend.features
-        T = int(frame_lengths(torch.tensor(source.wave.shape[1]), conv.kernels, conv.strides))
-        frames = frame_lengths(source.lengths.cpu(), conv.kernels, conv.strides)
+        features = self.encoder.frontend.features
+        T = int(features.frame_lengths(torch.tensor(source.wave.shape[1])))
+        frames = features.frame_lengths(source.lengths.cpu())
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from the run's seeded RNG
         info = span_mask(frames, T, self.mask_cfg, torch.Generator().manual_seed(seed))
         return info.to(source.wave.device)

@@ -5,9 +5,14 @@ Mask values: True = masked (the student sees the mask embedding there), False = 
 
 Fixed-size inputs (image patches) get the same number M of masked tokens in each sample, so the
 visible tokens can be gathered into a (B, K) tensor with `ids_keep` (data2vec 2.0 encodes only
-those) and put back in place with `ids_restore` (MAE's convention). Variable-length inputs (speech
-frames, text tokens with padding) mask in proportion to each sample's length; their MaskInfo has
-no `ids_keep` / `ids_restore` (None). Padding is never masked.
+those) and put back in place with `ids_restore` (MAE's convention). data2vec's variable-length
+masks (speech frames, text tokens with padding) mask in proportion to each sample's length; their
+MaskInfo has no `ids_keep` / `ids_restore` (None). data2vec 2.0's give every sample the same
+count (fairseq `require_same_masks`), so they have both; padding then sits among the visible
+slots, flagged by the padding mask. Padding is never masked.
+
+data2vec 2.0 masks each sample `copies` times: a MaskInfo for B samples then has B * copies rows,
+sample b's copies in rows b * copies ... (b + 1) * copies - 1 (`repeat_interleave` order).
 """
 
 from __future__ import annotations
@@ -16,9 +21,15 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from d2v.config import BlockMaskConfig, SpanMaskConfig, TokenMaskConfig
+from d2v.config import (
+    BlockMaskConfig,
+    InverseBlockMaskConfig,
+    SpanMaskConfig,
+    TokenMaskConfig,
+)
 
 
 @dataclass
@@ -29,6 +40,7 @@ class MaskInfo:
     # text (BERT 80/10/10): (B, T) token ids the student sees; masked positions hold the mask
     # token, a random token or the original one. None: the frontend puts its mask embedding.
     corrupt: Tensor | None = None
+    copies: int = 1  # rows per sample (data2vec 2.0's multi-mask); the masks are (B * copies, T)
 
     @property
     def num_masked(self) -> int:
@@ -37,12 +49,22 @@ class MaskInfo:
             raise ValueError("this mask has a different count per sample: use mask.sum(1)")
         return self.mask.shape[1] - self.ids_keep.shape[1]
 
-    def to(self, device: torch.device | str) -> MaskInfo:
-        return MaskInfo(*(None if t is None else t.to(device) for t in self._fields()))
+    @property
+    def sample_of_row(self) -> Tensor:
+        """(B * copies,) the sample each mask row belongs to."""
+        return torch.arange(self.mask.shape[0], device=self.mask.device) // self.copies
 
-    def select(self, rows: slice) -> MaskInfo:
-        """The masks of a slice of the batch (one rank's share of a global batch)."""
-        return MaskInfo(*(None if t is None else t[rows] for t in self._fields()))
+    def to(self, device: torch.device | str) -> MaskInfo:
+        return MaskInfo(
+            *(None if t is None else t.to(device) for t in self._fields()), copies=self.copies
+        )
+
+    def select(self, samples: slice) -> MaskInfo:
+        """The masks of a slice of the batch's samples (one rank's share of a global batch)."""
+        rows = slice(samples.start * self.copies, samples.stop * self.copies)
+        return MaskInfo(
+            *(None if t is None else t[rows] for t in self._fields()), copies=self.copies
+        )
 
     def _fields(self) -> tuple[Tensor | None, ...]:
         return (self.mask, self.ids_keep, self.ids_restore, self.corrupt)
@@ -193,3 +215,73 @@ def token_mask(
     orig = tokens.to(dev)
     corrupt = torch.where(to_mask, mask_id, torch.where(to_rand, rnd, orig))
     return MaskInfo(mask=selected.to(tokens.device), corrupt=corrupt.to(tokens.device))
+
+
+# --- data2vec 2.0: the same mask count in every row ---------------------------------------------
+
+
+def fixed_count_mask(
+    mask: Tensor, generator: torch.Generator, count: int | None = None, copies: int = 1
+) -> MaskInfo:
+    """Each row keeps `count` of its masked tokens (default: the smallest row's count), chosen
+    uniformly, and unmasks the rest (fairseq `require_same_masks`). mask: (B, T) bool."""
+    n = int(mask.sum(1).min()) if count is None else count
+    scores = mask.float() * 2 + torch.rand(mask.shape, generator=generator)
+    info = mask_from_scores(scores, n)  # the n highest are all masked ones
+    info.copies = copies
+    return info
+
+
+def inverse_block_mask(
+    batch: int, grid: tuple[int, int], cfg: InverseBlockMaskConfig, generator: torch.Generator
+) -> MaskInfo:
+    """data2vec 2.0 inverse block masking on an (h, w) patch grid, vectorized over the batch.
+
+    Blocks of `cfg.block` x `cfg.block` *kept* patches are grown around
+    int(T * (1 - ratio + adjust) / block^2) centres drawn uniformly (with replacement; blocks are
+    clipped at the border, fairseq compute_block_mask_2d), the kept count is then made exactly
+    K = round((1 - ratio) * T) by dropping or adding random patches, and every other patch is
+    masked: each row masks exactly T - K patches, mostly in large connected regions.
+    """
+    h, w = grid
+    T = h * w
+    keep = round((1 - cfg.ratio) * T)
+    b = cfg.block
+    n_centres = max(1, int(T * ((1 - cfg.ratio) + cfg.adjust) / b**2))
+    g = generator
+    centres = torch.randint(0, T, (batch, n_centres), generator=g)
+    seeds = torch.zeros(batch, T).scatter_(1, centres, 1.0).view(batch, 1, h, w)
+    # patch p is kept when a centre c has c - b//2 <= p <= c - b//2 + b - 1 (per axis)
+    left, right = b - 1 - b // 2, b // 2
+    grown = F.max_pool2d(F.pad(seeds, (left, right, left, right)), kernel_size=b, stride=1)
+    kept = grown.view(batch, T) > 0
+    scores = (~kept).float() * 2 + torch.rand(batch, T, generator=g)  # kept blocks score lowest
+    return mask_from_scores(scores, T - keep)
+
+
+def fixed_span_mask(
+    lengths: Tensor, T: int, cfg: SpanMaskConfig, generator: torch.Generator, copies: int = 1
+) -> MaskInfo:
+    """data2vec 2.0 audio: span masks (as `span_mask`) cut to the same count in every row.
+
+    lengths: (B,) valid frames of each row (B rows; repeat a sample's length for its copies).
+    Returns mask, ids_keep, ids_restore; padding frames are never masked and sit among the kept.
+    """
+    spans = span_mask(lengths, T, cfg, generator).mask
+    return fixed_count_mask(spans, generator, copies=copies)
+
+
+def fixed_token_mask(
+    special: Tensor, prob: float, generator: torch.Generator, copies: int = 1
+) -> MaskInfo:
+    """data2vec 2.0 text: k = round(prob * n) tokens masked in every row, uniformly among the
+    maskable ones, n the fewest maskable tokens of any row (at least one when n > 0).
+
+    special: (B, T) bool, True where a token must never be masked (padding, <s>, </s>).
+    """
+    n = int((~special).sum(1).min())
+    k = min(n, max(1, round(prob * n))) if n > 0 else 0
+    scores = torch.rand(special.shape, generator=generator).masked_fill(special, -1.0)
+    info = mask_from_scores(scores, k)
+    info.copies = copies
+    return info

@@ -52,16 +52,31 @@ class Data2Vec(nn.Module):
     @torch.no_grad()
     def encode_teacher(self, source: Tensor, mask: MaskInfo, teacher: EMATeacher) -> Tensor:
         """Targets at the masked positions, from the teacher on the unmasked input: (N, D)."""
-        out = teacher.model(source, None, collect=self.targets_cfg.sublayer)
-        y = make_targets(out.layers, self.targets_cfg, self.top_k, out.padding_mask)
-        return y[mask.mask]
+        return teacher_targets(source, mask, teacher, self.targets_cfg, self.top_k)
 
     def regress(self, pred: Tensor, target: Tensor) -> Data2VecOutput:
-        loss = regression_loss(pred, target, self.loss_cfg.beta, self.loss_cfg.scale_by_dim)
-        return Data2VecOutput(
-            loss=loss,
-            pred_std=feature_std(pred.detach()),
-            target_std=feature_std(target),
-            target_r2=explained_variance(pred.detach(), target),
-            num_masked=int(target.shape[0]),
-        )
+        return regress(pred, target, self.loss_cfg)
+
+
+@torch.no_grad()
+def teacher_targets(
+    source: Tensor, mask: MaskInfo, teacher: EMATeacher, cfg: TargetConfig, top_k: int
+) -> Tensor:
+    """The teacher runs once per sample on the unmasked input; its targets (B, T, D) are read at
+    every mask row's masked positions (a sample's copies share them): (N, D)."""
+    out = teacher.model(source, None, collect=cfg.sublayer)
+    y = make_targets(out.layers, cfg, top_k, out.padding_mask)
+    rows, cols = mask.mask.nonzero(as_tuple=True)
+    return y[rows // mask.copies, cols]
+
+
+def regress(pred: Tensor, target: Tensor, cfg: LossConfig) -> Data2VecOutput:
+    """The loss and the collapse / learnability monitors of predictions against targets (N, D)."""
+    loss = regression_loss(pred, target, cfg.beta, cfg.scale_by_dim)
+    return Data2VecOutput(
+        loss=loss,
+        pred_std=feature_std(pred.detach()),
+        target_std=feature_std(target),
+        target_r2=explained_variance(pred.detach(), target),
+        num_masked=int(target.shape[0]),
+    )

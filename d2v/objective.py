@@ -14,7 +14,16 @@ import torch
 import yaml
 
 from d2v.collapse import CollapseError
-from d2v.config import Modality, ModelConfig, Params, SweepConfig, SweepDim, load_params, to_dict
+from d2v.config import (
+    ConfigError,
+    Modality,
+    ModelConfig,
+    Params,
+    SweepConfig,
+    SweepDim,
+    load_params,
+    to_dict,
+)
 from d2v.distributed import DistInfo
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
@@ -63,11 +72,15 @@ def probe_value(
     fraction: float,
     seed: int,
     device: torch.device,
+    metric: str | None = None,
 ) -> float:
-    """The task's metric under a linear probe of the encoder; the encoder goes back to train mode."""
+    """`metric` (default: the task's official one) under a linear probe of the encoder; the
+    encoder goes back to train mode."""
     scores = probe_scores(encoder, task, params.finetune[task.name], fraction, seed, device)
     encoder.train()
-    return scores[task.metric]
+    if (metric or task.metric) not in scores:
+        raise ConfigError(f"invalid probe metric {metric!r}: allowed one of {sorted(scores)}")
+    return scores[metric or task.metric]
 
 
 def run_trial(
@@ -95,7 +108,13 @@ def run_trial(
         if step % sweep.report_every or step >= steps:
             return
         value = probe_value(
-            student.encoder, task, params, sweep.probe_label_fraction, sweep.seed, dist_info.device
+            student.encoder,
+            task,
+            params,
+            sweep.probe_label_fraction,
+            sweep.seed,
+            dist_info.device,
+            sweep.metric,
         )
         trial.report(value, step)
         tracker.log_metrics({"proxy": value}, step=step)
@@ -113,7 +132,13 @@ def run_trial(
     finally:
         shutil.rmtree(ckpt, ignore_errors=True)
     value = probe_value(
-        model.encoder, task, params, sweep.probe_label_fraction, sweep.seed, dist_info.device
+        model.encoder,
+        task,
+        params,
+        sweep.probe_label_fraction,
+        sweep.seed,
+        dist_info.device,
+        sweep.metric,
     )
     if not math.isfinite(value):
         raise RuntimeError(f"proxy value is {value}")

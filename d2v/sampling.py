@@ -33,3 +33,25 @@ def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:
 def step_seed(seed: int, step: int) -> int:
     """A distinct generator seed per (run seed, step), for masks and dropout."""
     return (seed * 1_000_003 + step) % (2**63)
+
+
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket: int = 32
+) -> np.ndarray:
+    """One epoch of batches of similar lengths, as a (n // batch_size, batch_size) array.
+
+    The shuffled examples are cut into chunks of `bucket` batches, each chunk is sorted by length
+    and cut into batches, and the batches are shuffled: every batch holds neighbours in length
+    (little padding or cropping) while the data order stays random. Remainders are dropped.
+    """
+    n = len(lengths)
+    if batch_size > n:
+        raise ValueError(f"batch size {batch_size} exceeds the {n} examples")
+    rng = np.random.default_rng([seed, epoch, 1])
+    order = rng.permutation(n)
+    chunk = batch_size * bucket
+    parts = [order[i : i + chunk] for i in range(0, n, chunk)]
+    order = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in parts])
+    per_epoch = n // batch_size
+    batches = order[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+    return batches[rng.permutation(per_epoch)]

@@ -76,7 +76,8 @@ def baseline_values(params: Params, sweep: SweepConfig, modality: Modality) -> d
             continue
         value = flat[dim.param]
         if value is None and dim.param.endswith("targets.top_k"):
-            value = resolve_top_k(None, modality, params.model.depth)
+            method = getattr(params.pretrain, modality.value).method
+            value = resolve_top_k(None, modality, params.model.depth, method)
         if dim.scale == "one_minus_log":
             out[f"{name}_gap"] = 1.0 - value
         else:
@@ -254,7 +255,7 @@ def summarize(study: optuna.Study, sweep: SweepConfig, modality: Modality) -> di
         importances = {}
     return {
         "modality": modality.value,
-        "objective": f"linear probe on {sweep.task}",
+        "objective": f"linear probe {sweep.metric or 'score'} on {sweep.task}",
         "direction": sweep.direction,
         "n_trials": sweep.n_trials,
         "states": states,

@@ -10,18 +10,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from d2v.config import Modality, Norm, TargetConfig
+from d2v.config import Method, Modality, Norm, TargetConfig
 
-# Paper defaults for a 12-layer Base model (DESIGN.md): K = 8 speech, 6 vision, 10 text.
-PAPER_TOP_K = {Modality.speech: 8, Modality.vision: 6, Modality.text: 10}
+# Paper defaults for a 12-layer Base model (DESIGN.md). data2vec: K = 8 speech, 6 vision,
+# 10 text; data2vec 2.0: 8 audio, all blocks for images and text.
+PAPER_TOP_K = {
+    Method.v1: {Modality.speech: 8, Modality.vision: 6, Modality.text: 10},
+    Method.v2: {Modality.speech: 8, Modality.vision: 12, Modality.text: 12},
+}
 PAPER_DEPTH = 12
 
 
-def resolve_top_k(top_k: int | None, modality: Modality, depth: int) -> int:
-    """The configured K, or the paper's K for the modality scaled to `depth`."""
+def resolve_top_k(
+    top_k: int | None, modality: Modality, depth: int, method: Method = Method.v1
+) -> int:
+    """The configured K, or the paper's K for the modality and method scaled to `depth`."""
     if top_k is not None:
         return top_k
-    return max(1, min(depth, round(PAPER_TOP_K[modality] * depth / PAPER_DEPTH)))
+    paper = PAPER_TOP_K[method][modality]
+    return max(1, min(depth, round(paper * depth / PAPER_DEPTH)))
 
 
 def normalize(

@@ -26,16 +26,19 @@ from d2v.config import (
     DeepSpeedConfig,
     EmaConfig,
     LossConfig,
+    Method,
     Modality,
     OptimConfig,
     Precision,
     TargetConfig,
 )
+from d2v.config.pretrain import PretrainCommon
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
 from d2v.masking import MaskInfo
-from d2v.model import Data2Vec
-from d2v.sampling import batch_indices, rank_slice, step_seed
+from d2v.model import Data2Vec, Data2VecOutput
+from d2v.model_v2 import Data2Vec2
+from d2v.sampling import rank_slice, step_seed
 from d2v.schedule import lr_at
 from d2v.targets import resolve_top_k
 from d2v.teacher import EMATeacher, tau_at
@@ -49,8 +52,11 @@ class PretrainData(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batch(self, indices: np.ndarray) -> Tensor:
-        """The model input for these examples."""
+    def indices(self, batch_size: int, step: int, seed: int) -> np.ndarray:
+        """The global batch at `step`: a pure function of (seed, step)."""
+
+    def batch(self, indices: np.ndarray, rows: slice) -> Tensor:
+        """The model input for `indices[rows]`, this rank's share of the global batch."""
 
     def mask(self, indices: np.ndarray, generator: torch.Generator) -> MaskInfo:
         """Student masks for a whole global batch (so any rank count sees the same masks)."""
@@ -68,6 +74,8 @@ class PretrainSpec:
     loss: LossConfig
     optim: OptimConfig
     collapse: CollapseConfig
+    method: Method = Method.v1
+    build_decoder: Callable[[], nn.Module] | None = None  # data2vec 2.0's decoder
     shared: Sequence[str] = ()
     checkpoint_every: int = 100
     log_every: int = 10
@@ -75,26 +83,39 @@ class PretrainSpec:
     @classmethod
     def from_config(
         cls,
-        cfg: Any,  # a modality's pretraining config: Vision/Speech/TextPretrainConfig
+        cfg: PretrainCommon,  # a modality's pretraining config: Vision/Speech/TextPretrainConfig
         modality: Modality,
         depth: int,
         build_encoder: Callable[[], Encoder],
         data: PretrainData,
+        build_decoder: Callable[[], nn.Module] | None = None,
     ) -> PretrainSpec:
-        """The loop's settings from a modality's pretraining config; K resolved for `depth`."""
+        """The loop's settings from the active method's block; K resolved for `depth`."""
+        m = cfg.active
         return cls(
             build_encoder=build_encoder,
             data=data,
-            top_k=resolve_top_k(cfg.targets.top_k, modality, depth),
-            ema=cfg.ema,
-            targets=cfg.targets,
-            loss=cfg.loss,
-            optim=cfg.optim,
+            top_k=resolve_top_k(m.targets.top_k, modality, depth, cfg.method),
+            ema=m.ema,
+            targets=m.targets,
+            loss=m.loss,
+            optim=m.optim,
             collapse=cfg.collapse,
+            method=cfg.method,
+            build_decoder=build_decoder if cfg.method == Method.v2 else None,
             shared=cfg.shared,
             checkpoint_every=cfg.checkpoint_every,
             log_every=cfg.log_every,
         )
+
+    def build_model(self) -> Data2Vec | Data2Vec2:
+        """The student of the method, freshly initialized."""
+        encoder = self.build_encoder()
+        if self.method == Method.v2:
+            if self.build_decoder is None:
+                raise ValueError("data2vec 2.0 needs a decoder")
+            return Data2Vec2(encoder, self.build_decoder(), self.targets, self.loss, self.top_k)
+        return Data2Vec(encoder, self.targets, self.loss, self.top_k)
 
 
 @dataclass
@@ -148,7 +169,82 @@ def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-OnLog = Callable[[int, dict[str, float], Data2Vec], None]  # (step, logged row, student)
+Student = Data2Vec | Data2Vec2
+OnLog = Callable[[int, dict[str, float], Student], None]  # (step, logged row, student)
+
+
+@dataclass
+class StepOutput:
+    out: Data2VecOutput
+    lr: float
+    tau: float
+    ema_s: float  # wall time of the EMA update
+
+
+class Trainer:
+    """The student in a DeepSpeed engine, its EMA teacher, and the fixed-order train step:
+    schedule, mask, forward, backward, step, EMA. Data, masks and dropout are pure functions of
+    (seed, step), so a step is the same on any number of ranks and after a resume."""
+
+    def __init__(self, spec: PretrainSpec, ds: DeepSpeedConfig, dist_info: DistInfo, seed: int):
+        import deepspeed
+
+        self.spec, self.dist_info, self.seed = spec, dist_info, seed
+        self.device = dist_info.device
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        model = spec.build_model().to(self.device)
+        self.teacher = EMATeacher(model.encoder, spec.shared)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(model, spec.optim.weight_decay),
+            lr=spec.optim.lr,
+            betas=(spec.optim.beta1, spec.optim.beta2),
+        )
+        self.engine, *_ = deepspeed.initialize(
+            model=model,
+            optimizer=self.optimizer,
+            config=deepspeed_config(ds, spec.optim, dist_info.world_size),
+        )
+        self.bf16 = use_bf16(ds.precision, self.device)
+        self.rows = rank_slice(spec.optim.batch_size, dist_info.rank, dist_info.world_size)
+
+    @property
+    def student(self) -> Student:
+        return self.engine.module
+
+    def batch(self, step: int) -> tuple[Any, MaskInfo]:
+        """This rank's input and masks at `step`."""
+        spec, seed = self.spec, self.seed
+        idx = spec.data.indices(spec.optim.batch_size, step, seed)
+        mask = spec.data.mask(idx, torch.Generator().manual_seed(step_seed(seed, step)))
+        source = spec.data.batch(idx, self.rows).to(self.device, non_blocking=True)
+        return source, mask.select(self.rows).to(self.device)
+
+    def forward(self, source: Any, mask: MaskInfo) -> Data2VecOutput:
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        )
+        with autocast:
+            return self.engine(source, mask, self.teacher)
+
+    def step(self, step: int) -> StepOutput:
+        spec, optim = self.spec, self.spec.optim
+        # schedule
+        lr = lr_at(step, optim.lr, optim.warmup_steps, optim.steps, optim.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        tau = tau_at(step, spec.ema.tau_start, spec.ema.tau_end, spec.ema.anneal_steps)
+        # data and masks, then dropout, from (seed, step)
+        source, mask = self.batch(step)
+        torch.manual_seed(step_seed(self.seed, step) + self.dist_info.rank)
+        # forward, backward, step, EMA
+        out = self.forward(source, mask)
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLossError(f"loss is {out.loss.item()} at step {step}")
+        self.engine.backward(out.loss)
+        self.engine.step()
+        t_ema = time.perf_counter()
+        self.teacher.update(self.student.encoder, tau)
+        return StepOutput(out, lr, tau, time.perf_counter() - t_ema)
 
 
 def pretrain(
@@ -159,29 +255,13 @@ def pretrain(
     ckpt_dir: Path,
     tracker: Tracker,
     on_log: OnLog | None = None,
-) -> tuple[Data2Vec, EMATeacher, PretrainResult]:
+) -> tuple[Student, EMATeacher, PretrainResult]:
     """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. `on_log` runs after
     each logged step (a sweep reports its proxy there, and may stop the run by raising)."""
-    import deepspeed
-
-    device = dist_info.device
-    torch.manual_seed(seed)  # identical initial weights on every rank
-    model = Data2Vec(spec.build_encoder(), spec.targets, spec.loss, spec.top_k).to(device)
-    teacher = EMATeacher(model.encoder, spec.shared)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, spec.optim.weight_decay),
-        lr=spec.optim.lr,
-        betas=(spec.optim.beta1, spec.optim.beta2),
-    )
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        optimizer=optimizer,
-        config=deepspeed_config(ds, spec.optim, dist_info.world_size),
-    )
+    trainer = Trainer(spec, ds, dist_info, seed)
+    engine, teacher, device = trainer.engine, trainer.teacher, trainer.device
     start, state = load_checkpoint(engine, teacher, ckpt_dir)
     monitor = CollapseMonitor(spec.collapse, strikes=state.get("strikes", 0))
-    bf16 = use_bf16(ds.precision, device)
-    rows = rank_slice(spec.optim.batch_size, dist_info.rank, dist_info.world_size)
     steps = spec.optim.steps
     history: list[dict[str, float]] = []
     t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
@@ -195,27 +275,9 @@ def pretrain(
         mininterval=2.0,
     )
     for step in bar:
-        # schedule
-        lr = lr_at(step, spec.optim.lr, spec.optim.warmup_steps, steps, spec.optim.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        tau = tau_at(step, spec.ema.tau_start, spec.ema.tau_end, spec.ema.anneal_steps)
-        # data and masks: pure functions of (seed, step), sliced to this rank
-        torch.manual_seed(step_seed(seed, step) + dist_info.rank)  # dropout
-        idx = batch_indices(len(spec.data), spec.optim.batch_size, step, seed)
-        mask = spec.data.mask(idx, torch.Generator().manual_seed(step_seed(seed, step)))
-        source = spec.data.batch(idx[rows]).to(device, non_blocking=True)
-        mask = mask.select(rows).to(device)
-        # forward, backward, step, EMA
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        with autocast:
-            out = engine(source, mask, teacher)
-        if not torch.isfinite(out.loss):
-            raise NonFiniteLossError(f"loss is {out.loss.item()} at step {step}")
-        engine.backward(out.loss)
-        engine.step()
-        teacher.update(engine.module.encoder, tau)
-        n_log += rows.stop - rows.start
+        s = trainer.step(step)
+        out = s.out
+        n_log += trainer.rows.stop - trainer.rows.start
         # log
         done = step + 1
         if done % spec.log_every == 0 or done == steps:
@@ -227,7 +289,7 @@ def pretrain(
             rate = n_log * dist_info.world_size / (now - t_log)
             t_log, n_log = now, 0
             last = {"loss": loss, "target_std": t_std, "pred_std": p_std, "target_r2": r2}
-            row = {**last, "lr": lr, "tau": tau, "samples_per_s": rate}
+            row = {**last, "lr": s.lr, "tau": s.tau, "samples_per_s": rate}
             history.append({"step": done, **row})
             tracker.log_metrics(row, step=done)
             bar.set_postfix(loss=f"{loss:.4f}", tstd=f"{t_std:.3f}", r2=f"{r2:.2f}")
@@ -239,6 +301,7 @@ def pretrain(
                 )
             if on_log is not None:
                 on_log(done, row, engine.module)
+                t_log = time.perf_counter()  # the callback's time is not training time
         if done % spec.checkpoint_every == 0 and done < steps:
             save_checkpoint(engine, teacher, ckpt_dir, done, {"strikes": monitor.strikes})
     wall = time.perf_counter() - t0

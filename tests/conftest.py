@@ -35,9 +35,13 @@ LAUNCHER_VARS = (
 # Tiny, fast settings on top of the laptop profile (lightning-hydra-template style).
 TINY = [
     "model=micro",
-    "pretrain.vision.optim.steps=30",
-    "pretrain.vision.optim.warmup_steps=5",
-    "pretrain.vision.optim.batch_size=32",
+    "pretrain.vision.v1.optim.steps=30",
+    "pretrain.vision.v1.optim.warmup_steps=5",
+    "pretrain.vision.v1.optim.batch_size=32",
+    "pretrain.vision.v2.optim.steps=30",
+    "pretrain.vision.v2.optim.warmup_steps=5",
+    "pretrain.vision.v2.optim.batch_size=16",
+    "pretrain.vision.v2.clone_batch=4",
     "pretrain.vision.checkpoint_every=10",
     "pretrain.vision.log_every=5",
     "pretrain.vision.collapse.check_after=1000",

@@ -17,31 +17,49 @@ from tests.conftest import REPO, subprocess_env, tiny_params
 @pytest.mark.parametrize(
     ("override", "param", "allowed"),
     [
-        ("pretrain.vision.ema.tau_end=1.5", "pretrain.vision.ema.tau_end", "(0, 1]"),
-        ("pretrain.vision.ema.tau_start=0", "pretrain.vision.ema.tau_start", "(0, 1]"),
-        ("pretrain.vision.targets.top_k=9", "pretrain.vision.targets.top_k", "[1, depth=4]"),
-        ("pretrain.vision.targets.top_k=0", "pretrain.vision.targets.top_k", "[1, depth=4]"),
-        ("pretrain.vision.mask.ratio=1.0", "pretrain.vision.mask.ratio", "(0, 1)"),
+        ("pretrain.vision.v1.ema.tau_end=1.5", "pretrain.vision.v1.ema.tau_end", "(0, 1]"),
+        ("pretrain.vision.v1.ema.tau_start=0", "pretrain.vision.v1.ema.tau_start", "(0, 1]"),
+        ("pretrain.vision.v1.targets.top_k=9", "pretrain.vision.v1.targets.top_k", "[1, depth=4]"),
+        ("pretrain.vision.v1.targets.top_k=0", "pretrain.vision.v1.targets.top_k", "[1, depth=4]"),
+        ("pretrain.vision.v1.mask.ratio=1.0", "pretrain.vision.v1.mask.ratio", "(0, 1)"),
         (
-            "pretrain.vision.targets.norm=batch",
-            "pretrain.vision.targets.norm",
+            "pretrain.vision.v1.targets.norm=batch",
+            "pretrain.vision.v1.targets.norm",
             "instance, layer, none",
         ),
         (
-            "pretrain.vision.targets.sublayer=mlp",
-            "pretrain.vision.targets.sublayer",
+            "pretrain.vision.v1.targets.sublayer=mlp",
+            "pretrain.vision.v1.targets.sublayer",
             "attn, ffn, block",
         ),
+        ("pretrain.vision.method=v3", "pretrain.vision.method", "v1, v2"),
+        ("pretrain.vision.v2.mask.ratio=1.0", "pretrain.vision.v2.mask.ratio", "(0, 1)"),
+        ("pretrain.vision.v2.mask.block=0", "pretrain.vision.v2.mask.block", ">= 1"),
+        ("pretrain.vision.v2.clone_batch=0", "pretrain.vision.v2.clone_batch", "[1, 64]"),
+        ("pretrain.vision.v2.decoder.groups=3", "pretrain.vision.v2.decoder.groups", "divisor"),
+        ("pretrain.speech.v2.decoder.layers=0", "pretrain.speech.v2.decoder.layers", ">= 1"),
+        ("pretrain.speech.v2.mask.length=0", "pretrain.speech.v2.mask.length", ">= 1"),
+        ("pretrain.text.v2.mask.prob=1.0", "pretrain.text.v2.mask.prob", "(0, 1)"),
+        (
+            "pretrain.text.v2.decoder.projection_layers=3",
+            "pretrain.text.v2.decoder.projection_layers",
+            "1 or 2",
+        ),
+        ("pretrain.text.v2.targets.top_k=5", "pretrain.text.v2.targets.top_k", "[1, depth=4]"),
         ("finetune.imagenet.modality=smell", "finetune.imagenet.modality", "vision, speech, text"),
         ("pretrain.vision.patch_size=5", "pretrain.vision.patch_size", "divisor"),
         ("deepspeed.zero_stage=4", "deepspeed.zero_stage", "0, 1, 2, 3"),
-        ("pretrain.speech.mask.prob=0", "pretrain.speech.mask.prob", "(0, 1]"),
-        ("pretrain.speech.targets.top_k=5", "pretrain.speech.targets.top_k", "[1, depth=4]"),
+        ("pretrain.speech.v1.mask.prob=0", "pretrain.speech.v1.mask.prob", "(0, 1]"),
+        ("pretrain.speech.v1.targets.top_k=5", "pretrain.speech.v1.targets.top_k", "[1, depth=4]"),
         ("pretrain.speech.conv_strides=[5,2]", "pretrain.speech.conv_strides", "7 ints"),
         ("pretrain.speech.pos_groups=5", "pretrain.speech.pos_groups", "divisor of model.dim"),
-        ("pretrain.text.mask.prob=0.0", "pretrain.text.mask.prob", "(0, 1)"),
-        ("pretrain.text.mask.random_frac=0.5", "pretrain.text.mask.random_frac", "[0, 1 - mask"),
-        ("pretrain.text.loss.beta=-1", "pretrain.text.loss.beta", ">= 0"),
+        ("pretrain.text.v1.mask.prob=0.0", "pretrain.text.v1.mask.prob", "(0, 1)"),
+        (
+            "pretrain.text.v1.mask.random_frac=0.5",
+            "pretrain.text.v1.mask.random_frac",
+            "[0, 1 - mask",
+        ),
+        ("pretrain.text.v1.loss.beta=-1", "pretrain.text.v1.loss.beta", ">= 0"),
         ("data.speech.source=youtube", "data.speech.source", "flite, librispeech"),
         ("data.speech.pitches=[500.0]", "data.speech.pitches", "[40, 400] Hz"),
         ("data.speech.test_speakers=40", "data.speech.test_speakers", "36 speakers"),
@@ -66,12 +84,18 @@ def test_invalid_params_name_the_param_and_range(override: str, param: str, allo
 
 def test_unknown_key_and_wrong_type_are_refused() -> None:
     data = compose(REPO / "conf")
-    data["pretrain"]["vision"]["ema"]["tau"] = 0.9
-    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.ema\.tau"):
+    data["pretrain"]["vision"]["v1"]["ema"]["tau"] = 0.9
+    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.v1\.ema\.tau"):
         load_params(data)
     data = compose(REPO / "conf")
-    data["pretrain"]["vision"]["optim"]["steps"] = "many"
-    with pytest.raises(ConfigError, match=r"pretrain\.vision\.optim\.steps = 'many'"):
+    data["pretrain"]["vision"]["v2"]["optim"]["steps"] = "many"
+    with pytest.raises(ConfigError, match=r"pretrain\.vision\.v2\.optim\.steps = 'many'"):
+        load_params(data)
+    data = compose(REPO / "conf")
+    data["pretrain"]["speech"]["method"] = "v3"
+    with pytest.raises(
+        ConfigError, match=r"pretrain\.speech\.method = 'v3': allowed one of v1, v2"
+    ):
         load_params(data)
 
 
@@ -82,7 +106,7 @@ def test_default_params_yaml_is_the_composed_conf() -> None:
 
 def test_cli_refuses_bad_params_before_compute(tmp_path) -> None:
     data = compose(REPO / "conf")
-    data["pretrain"]["vision"]["ema"]["tau_end"] = 2.0
+    data["pretrain"]["vision"]["v1"]["ema"]["tau_end"] = 2.0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     r = subprocess.run(
         [sys.executable, "-m", "d2v.cli", "pretrain", "vision"],
@@ -93,7 +117,7 @@ def test_cli_refuses_bad_params_before_compute(tmp_path) -> None:
         timeout=300,
     )
     assert r.returncode == 2
-    assert "pretrain.vision.ema.tau_end = 2.0: allowed (0, 1]" in r.stderr
+    assert "pretrain.vision.v1.ema.tau_end = 2.0: allowed (0, 1]" in r.stderr
     assert not (tmp_path / "models").exists()
 
 

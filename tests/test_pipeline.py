@@ -24,16 +24,16 @@ SPEECH_TINY = [
     "data.speech.utterances_per_speaker=6",
     "data.speech.dev_speakers=1",
     "data.speech.test_speakers=1",
-    "pretrain.speech.optim.steps=10",
-    "pretrain.speech.optim.warmup_steps=2",
-    "pretrain.speech.optim.batch_size=8",
+    "pretrain.speech.v1.optim.steps=10",
+    "pretrain.speech.v1.optim.warmup_steps=2",
+    "pretrain.speech.v1.optim.batch_size=8",
     "pretrain.speech.checkpoint_every=5",
     "pretrain.speech.collapse.check_after=1000",
     "finetune.librispeech.optim.steps=8",
     "finetune.librispeech.optim.warmup_steps=1",
     "finetune.librispeech.freeze_steps=2",
     "finetune.librispeech.probe.epochs=4",
-    'sweep.speech.overrides=["pretrain.speech.optim.steps=6","pretrain.speech.optim.warmup_steps=1"]',
+    'sweep.speech.overrides=["pretrain.speech.v1.optim.steps=6","pretrain.speech.v1.optim.warmup_steps=1"]',
     "sweep.speech.n_trials=2",
     "sweep.speech.report_every=3",
 ]
@@ -42,9 +42,9 @@ TEXT_TINY = [
     "data.text.vocab_size=1000",
     "data.text.block_size=32",
     "data.text.max_seq_len=32",
-    "pretrain.text.optim.steps=10",
-    "pretrain.text.optim.warmup_steps=2",
-    "pretrain.text.optim.batch_size=16",
+    "pretrain.text.v1.optim.steps=10",
+    "pretrain.text.v1.optim.warmup_steps=2",
+    "pretrain.text.v1.optim.batch_size=16",
     "pretrain.text.collapse.check_after=1000",
     *(
         f"finetune.{t}.{k}"
@@ -56,9 +56,32 @@ TEXT_TINY = [
             "probe.label_fraction=0.05",
         )
     ),
-    'sweep.text.overrides=["pretrain.text.optim.steps=6","pretrain.text.optim.warmup_steps=1"]',
+    'sweep.text.overrides=["pretrain.text.v1.optim.steps=6","pretrain.text.v1.optim.warmup_steps=1"]',
     "sweep.text.n_trials=2",
     "sweep.text.report_every=3",
+]
+
+
+# the bench of both methods at the smallest budget that still runs every measurement
+BENCH_TINY = [
+    "model@bench.model=micro",
+    "bench.warmup_steps=0",
+    "bench.timed_steps=1",
+    "bench.matmul_size=512",
+    "bench.matmul_repeats=3",
+    "bench.bf16=false",
+    "bench.hf_repeats=1",
+    "bench.probes=1",
+    *(
+        f"pretrain.{m}.v2.{k}"
+        for m in ("vision", "speech", "text")
+        for k in (
+            "optim.steps=4",
+            "optim.warmup_steps=1",
+            "optim.batch_size=8",
+            "clone_batch=2",
+        )
+    ),
 ]
 
 
@@ -95,12 +118,13 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         "finetune.imagenet.optim.warmup_steps=2",
         "finetune.imagenet.label_fraction=0.05",
         "finetune.imagenet.probe.epochs=20",
-        'sweep.vision.overrides=["pretrain.vision.optim.steps=10","pretrain.vision.optim.warmup_steps=2",'
-        '"pretrain.vision.optim.batch_size=32"]',
+        'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10","pretrain.vision.v1.optim.warmup_steps=2",'
+        '"pretrain.vision.v1.optim.batch_size=32"]',
         "sweep.vision.n_trials=2",
         "sweep.vision.report_every=5",
         *SPEECH_TINY,
         *TEXT_TINY,
+        *BENCH_TINY,
     ]
     sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
     return dst
@@ -166,6 +190,19 @@ def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
     assert glue["synthetic_tasks"] == ["cola"]
     assert {"glue_partial", "sst2"} <= set(glue["pretrained"])
     assert {"pretrain/speech", "evaluate/librispeech", "pretrain/text", "evaluate/sst2"} <= names
+
+    # the bench: v1 against v2 per modality, every key the report reads
+    for modality in ("vision", "speech", "text"):
+        bench = json.loads((repo_copy / f"metrics/bench/{modality}.json").read_text())
+        for method in ("v1", "v2"):
+            entry = bench["methods"][method]
+            assert 0 < entry["mfu"] < 1 and entry["samples_per_s"] > 0, (modality, method)
+            for key in ("flops_per_step", "ema_share", "hf_speedup", "final_probe"):
+                assert key in entry, (modality, method, key)
+        assert "time_to_v1_probe_s" in bench["methods"]["v2"]
+    sh([sys.executable, "-m", "d2v.cli", "report", "--out", "bench_report"], repo_copy)
+    report = (repo_copy / "bench_report/report.md").read_text()
+    assert "Performance: data2vec vs data2vec 2.0" in report and "bench_vision.png" in report
 
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)

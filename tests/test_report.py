@@ -48,11 +48,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
                      "pred_std": 0.4}.items():  # fmt: skip
             client.log_metric(pre, k, v, step=step)
     client.log_metric(pre, "wall_s", 12.0)
-    client.log_param(pre, "pretrain.vision.ema.tau_end", "0.9999")
+    client.log_param(pre, "pretrain.vision.v1.ema.tau_end", "0.9999")
     bad = _run(client, exp, "pretrain/vision", {**base, "stage": "pretrain", "collapsed": "true"})
     client.log_metric(bad, "loss", 0.0)
     client.log_metric(bad, "wall_s", 3.0)
-    client.log_param(bad, "pretrain.vision.ema.tau_end", "0.5")
+    client.log_param(bad, "pretrain.vision.v1.ema.tau_end", "0.5")
     ev = {**base, "stage": "evaluate", "task": "imagenet", "dataset": "fashion-mnist",
           "metric": "top1"}  # fmt: skip
     parent = _run(client, exp, "evaluate/imagenet", ev)
@@ -73,7 +73,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for i, (k, v, state, col) in enumerate(TRIALS):
         t = _run(client, exp, f"sweep/vision/trial{i}", {**base, "stage": "sweep",
                  "trial_number": i, "state": state, "collapsed": col}, sw)  # fmt: skip
-        client.log_param(t, "pretrain.vision.targets.top_k", str(k))
+        client.log_param(t, "pretrain.vision.v1.targets.top_k", str(k))
         client.log_metric(t, "proxy", 1.0, step=0)
         if v is not None:
             client.log_metric(t, "value", v)
@@ -143,7 +143,7 @@ def test_compare_runs_diff(store: dict) -> None:
     runs = load_runs(store["uri"], "d2v")
     diff = compare_runs([store["pre"], store["bad"]], runs)
     got = {(k, key): row for k, key, *row in diff.itertuples(index=False)}
-    assert got[("param", "pretrain.vision.ema.tau_end")] == ["0.9999", "0.5"]
+    assert got[("param", "pretrain.vision.v1.ema.tau_end")] == ["0.9999", "0.5"]
     assert got[("metric", "wall_s")] == ["12", "3"]
     with pytest.raises(KeyError):
         compare_runs([store["pre"], "nope"], runs)

@@ -13,7 +13,7 @@ from d2v.downstream import build_model
 from d2v.finetune import finetune, predict
 from d2v.heads import greedy_decode, labels_to_text
 from d2v.modalities import downstream_task, pretrain_spec
-from d2v.modalities.audio import Audio, AudioFrontend, frame_lengths
+from d2v.modalities.audio import Audio, AudioFrontend, ConvFeatureEncoder, frame_lengths
 from d2v.model import Data2Vec
 from d2v.targets import make_targets, normalize
 from d2v.teacher import EMATeacher
@@ -25,7 +25,7 @@ PAPER_STRIDES = [5, 2, 2, 2, 2, 2, 2]
 
 
 def test_paper_conv_encoder_turns_16khz_into_50hz_frames() -> None:
-    frontend = AudioFrontend(768, 512, PAPER_KERNELS, PAPER_STRIDES, 128, 16)
+    frontend = AudioFrontend(768, ConvFeatureEncoder(512, PAPER_KERNELS, PAPER_STRIDES), 128, 16)
     wave = torch.randn(1, 16000 * 4)
     feats = frontend.features(wave)  # (B, T, C)
     assert feats.shape == (1, 199, 512)  # 4 s -> 50 Hz minus the 400-sample receptive field
@@ -38,11 +38,13 @@ def test_paper_conv_encoder_turns_16khz_into_50hz_frames() -> None:
 def _speech_model(model: ModelConfig) -> tuple[Data2Vec, EMATeacher]:
     params = tiny_params()
     cfg = params.pretrain.speech
-    frontend = AudioFrontend(model.dim, 16, cfg.conv_kernels, cfg.conv_strides, 16, 4)
+    frontend = AudioFrontend(
+        model.dim, ConvFeatureEncoder(16, cfg.conv_kernels, cfg.conv_strides), 16, 4
+    )
     from d2v.encoder import Encoder
 
     torch.manual_seed(0)
-    student = Data2Vec(Encoder(frontend, model), cfg.targets, cfg.loss, top_k=2)
+    student = Data2Vec(Encoder(frontend, model), cfg.v1.targets, cfg.v1.loss, top_k=2)
     return student, EMATeacher(student.encoder, cfg.shared)
 
 
@@ -71,7 +73,7 @@ def test_instance_norm_targets_are_normalized_over_time_per_channel() -> None:
     padding = torch.zeros(2, 30, dtype=torch.bool)
     padding[1, 20:] = True
     y[1, 20:] = 1000.0  # padding must not enter the statistics
-    cfg = tiny_params().pretrain.speech.targets
+    cfg = tiny_params().pretrain.speech.v1.targets
     assert cfg.norm == Norm.instance
     t = make_targets([y, y], cfg, 2, padding)
     valid = t[1, :20]
@@ -80,20 +82,30 @@ def test_instance_norm_targets_are_normalized_over_time_per_channel() -> None:
     assert torch.allclose(normalize(y, Norm.instance)[0].mean(0), torch.zeros(8), atol=1e-4)
 
 
-def test_speech_pretraining_masks_about_half_of_the_valid_frames(prepared_speech: Path) -> None:
+def test_speech_pretraining_batches_are_similar_lengths_cropped_and_half_masked(
+    prepared_speech: Path,
+) -> None:
     params = tiny_params()
     spec = pretrain_spec(params, Modality.speech, prepared_speech)
-    idx = np.arange(len(spec.data))
+    lengths = spec.data.split.lengths
+    idx = spec.data.indices(8, 0, 0)
+    assert len(idx) == 8 and spec.data.indices(8, 0, 0).tolist() == idx.tolist()
+    # batches hold neighbours in length: far less spread than random batches
+    spread = np.ptp(lengths[idx]) / np.ptp(lengths)
+    assert spread < 0.5, spread
     m1 = spec.data.mask(idx, torch.Generator().manual_seed(3))
     m2 = spec.data.mask(idx, torch.Generator().manual_seed(3))
     assert torch.equal(m1.mask, m2.mask)
     batch = spec.data.batch(idx)
-    assert batch.wave.shape == (len(idx), int(params.pretrain.speech.crop_seconds * 16000))
+    crop = min(lengths[idx].min(), int(params.pretrain.speech.crop_seconds * 16000))
+    assert batch.wave.shape == (8, crop) and (batch.lengths == crop).all()  # no padding
     frames = frame_lengths(batch.lengths, PAPER_KERNELS, PAPER_STRIDES)
-    valid = torch.arange(m1.mask.shape[1])[None] < frames[:, None]
-    assert not (m1.mask & ~valid).any()
-    fraction = m1.mask.sum() / valid.sum()
+    assert m1.mask.shape == (8, int(frames[0]))
+    fraction = m1.mask.float().mean()
     assert 0.35 < fraction < 0.6, fraction
+    # an epoch visits every utterance at most once
+    epoch = np.concatenate([spec.data.indices(8, s, 0) for s in range(len(lengths) // 8)])
+    assert len(set(epoch.tolist())) == len(epoch)
 
 
 def test_greedy_ctc_decoding_merges_repeats_and_drops_blanks() -> None:

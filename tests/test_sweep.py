@@ -30,8 +30,8 @@ from d2v.train import pretrain
 from tests.conftest import subprocess_env, tiny_params
 
 BUDGET = (
-    'sweep.vision.overrides=["pretrain.vision.optim.steps=10",'
-    '"pretrain.vision.optim.warmup_steps=2","pretrain.vision.optim.batch_size=32",'
+    'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10",'
+    '"pretrain.vision.v1.optim.warmup_steps=2","pretrain.vision.v1.optim.batch_size=32",'
     '"pretrain.vision.checkpoint_every=1000"]'
 )
 FAST = [
@@ -203,8 +203,8 @@ def test_interrupted_study_resumes_to_exactly_n_trials(
 @pytest.mark.slow
 def test_collapsed_trials_are_pruned_and_tagged(prepared_vision: Path, tmp_path: Path) -> None:
     collapse = (
-        'sweep.vision.overrides=["pretrain.vision.optim.steps=10",'
-        '"pretrain.vision.optim.batch_size=32","pretrain.vision.optim.warmup_steps=2",'
+        'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10",'
+        '"pretrain.vision.v1.optim.batch_size=32","pretrain.vision.v1.optim.warmup_steps=2",'
         '"pretrain.vision.collapse.min_target_std=100","pretrain.vision.collapse.check_after=0",'
         '"pretrain.vision.collapse.patience=1"]'
     )
@@ -235,15 +235,15 @@ def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: P
     result = summary(cwd)
     assert result["states"] == {"COMPLETE": 1, "FAIL": 2, "PRUNED": 0, "RUNNING": 0, "WAITING": 0}
     failed = [t for t in result["trials"] if t["state"] == "FAIL"]
-    assert all("pretrain.vision.targets.top_k" in t["error"] for t in failed)
+    assert all("pretrain.vision.v1.targets.top_k" in t["error"] for t in failed)
     assert result["baseline"]["state"] == "COMPLETE" and result["best"]["number"] == 0
     assert_mlflow_matches_study(cwd, result)
 
 
 def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Path) -> None:
     params = tiny_params(
-        "pretrain.vision.optim.steps=100",
-        "pretrain.vision.optim.lr=0.002",
+        "pretrain.vision.v1.optim.steps=100",
+        "pretrain.vision.v1.optim.lr=0.002",
         "finetune.imagenet.probe.epochs=50",
     )
     info = init_distributed()

@@ -21,9 +21,9 @@ from d2v.train import pretrain
 from tests.conftest import tiny_params
 
 TEXT_TINY = (
-    "pretrain.text.optim.steps=60",
-    "pretrain.text.optim.warmup_steps=6",
-    "pretrain.text.optim.batch_size=32",
+    "pretrain.text.v1.optim.steps=60",
+    "pretrain.text.v1.optim.warmup_steps=6",
+    "pretrain.text.v1.optim.batch_size=32",
     "pretrain.text.log_every=5",
     "pretrain.text.checkpoint_every=1000",
     "pretrain.text.collapse.check_after=1000",
@@ -59,7 +59,7 @@ def test_pretraining_masks_spare_special_tokens(prepared_text: Path) -> None:
 
 
 def test_data2vec_text_loss_falls_on_the_real_corpus(prepared_text: Path, tmp_path: Path) -> None:
-    params = tiny_params(*TEXT_TINY, "pretrain.text.optim.lr=0.002")
+    params = tiny_params(*TEXT_TINY, "pretrain.text.v1.optim.lr=0.002")
     spec = pretrain_spec(params, Modality.text, prepared_text)
     tracker = Tracker(params.tracking, active=False)
     _, _, result = pretrain(

@@ -26,7 +26,7 @@ def dist_info():
 def test_pretraining_loss_falls_on_real_images(
     prepared_vision: Path, dist_info, tmp_path: Path
 ) -> None:
-    params = tiny_params("pretrain.vision.optim.steps=60", "pretrain.vision.optim.lr=0.002")
+    params = tiny_params("pretrain.vision.v1.optim.steps=60", "pretrain.vision.v1.optim.lr=0.002")
     spec = pretrain_spec(params, Modality.vision, prepared_vision)
     tracker = Tracker(params.tracking, active=False)
     model, teacher, result = pretrain(
@@ -72,7 +72,7 @@ def test_run_pretrain_writes_model_and_tracks_it(
     prepared_vision: Path, dist_info, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    params = tiny_params("pretrain.vision.optim.steps=20", f"tracking.uri={uri}")
+    params = tiny_params("pretrain.vision.v1.optim.steps=20", f"tracking.uri={uri}")
     out = tmp_path / "models" / "pretrained"
     summary = run_pretrain(
         params, Modality.vision, prepared_vision, out, tmp_path / "m.json", tmp_path / "ckpt"
@@ -85,8 +85,8 @@ def test_run_pretrain_writes_model_and_tracks_it(
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["collapsed"] == "false"
-    assert run.data.params["pretrain.vision.ema.tau_start"] == str(
-        params.pretrain.vision.ema.tau_start
+    assert run.data.params["pretrain.vision.v1.ema.tau_start"] == str(
+        params.pretrain.vision.v1.ema.tau_start
     )
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "target_std")
     assert [m.step for m in history] == [5, 10, 15, 20]

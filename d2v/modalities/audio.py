@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from d2v.encoder import Frontend, Tokens
+from d2v.encoder import Frontend, Tokens, gather_visible
 from d2v.masking import MaskInfo
 
 
@@ -63,6 +63,7 @@ class ConvFeatureEncoder(nn.Module):
     def __init__(self, channels: int, kernels: Sequence[int], strides: Sequence[int]):
         super().__init__()
         self.kernels, self.strides = tuple(kernels), tuple(strides)
+        self.out_dim = channels
         widths = [1] + [channels] * len(kernels)
         self.layers = nn.Sequential(
             *(
@@ -70,6 +71,9 @@ class ConvFeatureEncoder(nn.Module):
                 for i, (k, s) in enumerate(zip(kernels, strides, strict=True))
             )
         )
+
+    def frame_lengths(self, samples: Tensor) -> Tensor:
+        return frame_lengths(samples, self.kernels, self.strides)
 
     def forward(self, wave: Tensor) -> Tensor:
         """wave: (B, S) -> features (B, T, C)."""
@@ -98,33 +102,39 @@ class ConvPositions(nn.Module):
 
 
 class AudioFrontend(Frontend):
-    def __init__(
-        self,
-        dim: int,
-        channels: int,
-        kernels: Sequence[int],
-        strides: Sequence[int],
-        pos_kernel: int,
-        pos_groups: int,
-    ):
+    """`features`: the waveform CNN (`ConvFeatureEncoder`) or log-mel filterbanks
+    (`fbank.LogMelStack`), anything with `out_dim` and `frame_lengths(samples)` that maps
+    (B, S) waveforms to (B, T, out_dim) frames."""
+
+    def __init__(self, dim: int, features: nn.Module, pos_kernel: int, pos_groups: int):
         super().__init__()
         self.dim = dim
-        self.features = ConvFeatureEncoder(channels, kernels, strides)
-        self.feature_norm = nn.LayerNorm(channels)
-        self.proj = nn.Linear(channels, dim)
+        self.features = features
+        self.feature_norm = nn.LayerNorm(features.out_dim)
+        self.proj = nn.Linear(features.out_dim, dim)
         self.mask_emb = nn.Parameter(torch.empty(dim).uniform_())  # wav2vec 2.0's init
         self.pos_conv = ConvPositions(dim, pos_kernel, pos_groups)
         self.norm = nn.LayerNorm(dim)
 
     def padding_mask(self, lengths: Tensor, frames: int) -> Tensor:
         """(B,) valid samples -> (B, T) True where a frame is padding."""
-        n = frame_lengths(lengths, self.features.kernels, self.features.strides)
+        n = self.features.frame_lengths(lengths)
         return torch.arange(frames, device=lengths.device)[None, :] >= n[:, None]
 
-    def forward(self, audio: Audio, mask: MaskInfo | None = None) -> Tokens:
-        """audio: (B, S) waveforms -> tokens (B, T, D); masked frames become the mask embedding."""
+    def forward(
+        self, audio: Audio, mask: MaskInfo | None = None, visible_only: bool = False
+    ) -> Tokens:
+        """audio: (B, S) waveforms -> tokens (B, T, D), masked frames as the mask embedding; or,
+        visible_only, the visible frames of each mask row (R, K, D) (data2vec 2.0: the CNN runs
+        once per sample; each copy's conv positions see its masked frames as zeros)."""
         x = self.proj(self.feature_norm(self.features(audio.wave)))  # (B, T, D)
         padding = self.padding_mask(audio.lengths, x.shape[1])
+        if visible_only:
+            rows = mask.sample_of_row
+            x, padding = x[rows], padding[rows]  # (R, T, D), (R, T)
+            x = x.masked_fill((mask.mask | padding)[..., None], 0.0)
+            x = self.norm(x + self.pos_conv(x))
+            return Tokens(gather_visible(x, mask), gather_visible(padding, mask))
         if mask is not None:
             x = torch.where(mask.mask[..., None], self.mask_emb.to(x.dtype), x)
         x = x.masked_fill(padding[..., None], 0.0)

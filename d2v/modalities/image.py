@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from d2v.encoder import Frontend, Tokens
+from d2v.encoder import Frontend, Tokens, gather_visible
 from d2v.masking import MaskInfo
 
 
@@ -49,9 +49,14 @@ class ImageFrontend(Frontend):
     def num_tokens(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def forward(self, images: Tensor, mask: MaskInfo | None = None) -> Tokens:
-        """images: (B, C, H, W) -> tokens (B, T, D); masked patches become the mask embedding."""
+    def forward(
+        self, images: Tensor, mask: MaskInfo | None = None, visible_only: bool = False
+    ) -> Tokens:
+        """images: (B, C, H, W) -> tokens (B, T, D), masked patches as the mask embedding; or,
+        visible_only, the visible patches of each mask row (R, K, D)."""
         x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
+        if visible_only:
+            return Tokens(gather_visible(x + self.pos.to(x.dtype), mask))
         if mask is not None:
             x = torch.where(mask.mask[..., None], self.mask_emb.to(x.dtype), x)
         return Tokens(x + self.pos.to(x.dtype))

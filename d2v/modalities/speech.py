@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from d2v.config import Modality, ModelConfig, Params, SpeechPretrainConfig
+from d2v.config import Method, Modality, ModelConfig, Params, SpeechPretrainConfig
 from d2v.data.audio_shards import (
     AudioSplit,
     duration_subset,
@@ -19,50 +19,75 @@ from d2v.data.audio_shards import (
     pad_waves,
 )
 from d2v.data.shards import stratified_subset
+from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
 from d2v.heads import labels_to_text
-from d2v.masking import MaskInfo, span_mask
+from d2v.masking import MaskInfo, fixed_span_mask, span_mask
 from d2v.metrics import cer, wer
-from d2v.modalities.audio import Audio, AudioFrontend, frame_lengths
+from d2v.modalities.audio import Audio, AudioFrontend, ConvFeatureEncoder, frame_lengths
+from d2v.modalities.fbank import LogMelStack, fbank_frames
+from d2v.sampling import length_bucketed_batches
 from d2v.train import PretrainSpec
 
 
 def build_encoder(model: ModelConfig, cfg: SpeechPretrainConfig) -> Encoder:
-    frontend = AudioFrontend(
-        model.dim,
-        cfg.conv_channels,
-        cfg.conv_kernels,
-        cfg.conv_strides,
-        cfg.pos_kernel,
-        cfg.pos_groups,
-    )
-    return Encoder(frontend, model)
+    return Encoder(AudioFrontend(model.dim, features(cfg), cfg.pos_kernel, cfg.pos_groups), model)
+
+
+def features(cfg: SpeechPretrainConfig) -> nn.Module:
+    """The frame-level front end: the wav2vec 2.0 waveform CNN, or log-mel filterbanks."""
+    if cfg.frontend == "fbank":
+        return LogMelStack(cfg.n_mels, cfg.fbank_stack)
+    return ConvFeatureEncoder(cfg.conv_channels, cfg.conv_kernels, cfg.conv_strides)
+
+
+def speech_frames(cfg: SpeechPretrainConfig, samples: Tensor) -> Tensor:
+    """Frames of the front end for `samples` valid samples (any shape)."""
+    if cfg.frontend == "fbank":
+        return fbank_frames(samples, cfg.fbank_stack)
+    return frame_lengths(samples, cfg.conv_kernels, cfg.conv_strides)
 
 
 class SpeechWaves:
-    """Pretraining view of a prepared split: waveforms cropped/padded to `crop_seconds` (fixed
-    shapes, the same on every rank) and span masks over their valid frames."""
+    """Pretraining view of a prepared split: batches of utterances of similar length, each
+    cropped to the shortest of its batch (at most `crop_seconds`; fairseq crops audio batches the
+    same way), so no frame is padding; span masks over the frames (data2vec 2.0: `clone_batch`
+    per utterance, all with the same count)."""
 
     def __init__(self, split: AudioSplit, cfg: SpeechPretrainConfig, sample_rate: int):
         self.split = split
         self.cfg = cfg
-        self.crop = int(round(cfg.crop_seconds * sample_rate))
-        self.frames = int(
-            frame_lengths(torch.tensor(self.crop), cfg.conv_kernels, cfg.conv_strides)
-        )
+        self.max_crop = int(round(cfg.crop_seconds * sample_rate))
+        self._epochs: dict[tuple[int, int, int], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def batch(self, indices: np.ndarray) -> Audio:
-        wave, lengths = pad_waves(self.split, indices, max_samples=self.crop)
+    def indices(self, batch_size: int, step: int, seed: int) -> np.ndarray:
+        per_epoch = len(self) // batch_size
+        epoch, i = divmod(step, max(per_epoch, 1))
+        key = (batch_size, seed, epoch)
+        if key not in self._epochs:
+            self._epochs = {key: length_bucketed_batches(self.split.lengths, *key)}
+        return self._epochs[key][i]
+
+    def crop(self, indices: np.ndarray) -> int:
+        """Samples every utterance of the global batch `indices` is cropped to."""
+        return int(min(self.max_crop, self.split.lengths[indices].min()))
+
+    def batch(self, indices: np.ndarray, rows: slice = slice(None)) -> Audio:
+        wave, lengths = pad_waves(self.split, indices[rows], max_samples=self.crop(indices))
         return Audio(wave, lengths)
 
     def mask(self, indices: np.ndarray, generator: torch.Generator) -> MaskInfo:
-        samples = torch.from_numpy(np.minimum(self.split.lengths[indices], self.crop))
-        frames = frame_lengths(samples, self.cfg.conv_kernels, self.cfg.conv_strides)
-        return span_mask(frames, self.frames, self.cfg.mask, generator)
+        cfg = self.cfg
+        T = int(speech_frames(cfg, torch.tensor(self.crop(indices))))
+        if cfg.method == Method.v2:
+            m = cfg.v2.clone_batch
+            rows = torch.full((len(indices) * m,), T)
+            return fixed_span_mask(rows, T, cfg.v2.mask, generator, copies=m)
+        return span_mask(torch.full((len(indices),), T), T, cfg.v1.mask, generator)
 
 
 def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
@@ -70,7 +95,12 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     meta = load_speech_meta(prepared_dir)
     data = SpeechWaves(load_audio_split(prepared_dir, "train"), cfg, meta["sample_rate"])
     return PretrainSpec.from_config(
-        cfg, Modality.speech, params.model.depth, lambda: build_encoder(params.model, cfg), data
+        cfg,
+        Modality.speech,
+        params.model.depth,
+        lambda: build_encoder(params.model, cfg),
+        data,
+        build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim),
     )
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from d2v.config import Modality, ModelConfig, Params, TextPretrainConfig
+from d2v.config import Method, Modality, ModelConfig, Params, TextPretrainConfig
 from d2v.data.text_shards import load_blocks, load_glue_split, load_text_meta
+from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
-from d2v.masking import MaskInfo, token_mask
+from d2v.masking import MaskInfo, fixed_token_mask, token_mask
 from d2v.metrics import GLUE_METRICS, glue_task_score
 from d2v.metrics import accuracy as accuracy_pct
 from d2v.metrics import f1 as f1_pct
@@ -22,6 +23,7 @@ from d2v.metrics import mcc as mcc_pct
 from d2v.metrics import pearson as pearson_pct
 from d2v.metrics import spearman as spearman_pct
 from d2v.modalities.tokens import TextFrontend
+from d2v.sampling import batch_indices
 from d2v.train import PretrainSpec
 
 # the official metric each task's metrics/eval/<task>.json leads with
@@ -58,7 +60,8 @@ def build_encoder(model: ModelConfig, vocab_size: int, max_len: int, pad_id: int
 
 
 class TextBlocks:
-    """Pretraining view: fixed-length token blocks and BERT masks (special tokens never)."""
+    """Pretraining view: fixed-length token blocks and their masks, special tokens never (data2vec:
+    BERT masks; data2vec 2.0: `clone_batch` fixed-count masks per block)."""
 
     def __init__(self, blocks: np.ndarray, cfg: TextPretrainConfig, meta: dict):
         self.blocks = blocks
@@ -70,16 +73,23 @@ class TextBlocks:
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def batch(self, indices: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.blocks[indices])).long()  # (B, T)
+    def indices(self, batch_size: int, step: int, seed: int) -> np.ndarray:
+        return batch_indices(len(self), batch_size, step, seed)
+
+    def batch(self, indices: np.ndarray, rows: slice = slice(None)) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.blocks[indices[rows]])).long()  # (B, T)
 
     def mask(self, indices: np.ndarray, generator: torch.Generator) -> MaskInfo:
         tokens = self.batch(indices)
         special = tokens < self.num_special  # <s> <pad> </s> <unk> <mask> are ids 0..4
+        if self.cfg.method == Method.v2:
+            m = self.cfg.v2.clone_batch
+            rows = special.repeat_interleave(m, dim=0)
+            return fixed_token_mask(rows, self.cfg.v2.mask.prob, generator, copies=m)
         return token_mask(
             tokens,
             special,
-            self.cfg.mask,
+            self.cfg.v1.mask,
             self.ids["mask"],
             self.vocab_size,
             self.num_special,
@@ -99,6 +109,7 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
         params.model.depth,
         lambda: build_encoder(params.model, vocab, max_len, pad),
         data,
+        build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from d2v.encoder import Frontend, Tokens
+from d2v.encoder import Frontend, Tokens, gather_visible
 from d2v.masking import MaskInfo
 
 
@@ -30,11 +30,17 @@ class TextFrontend(Frontend):
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()
 
-    def forward(self, ids: Tensor, mask: MaskInfo | None = None) -> Tokens:
-        """ids: (B, T) token ids -> tokens (B, T, D), padding where ids == pad_id."""
+    def forward(
+        self, ids: Tensor, mask: MaskInfo | None = None, visible_only: bool = False
+    ) -> Tokens:
+        """ids: (B, T) token ids -> tokens (B, T, D), padding where ids == pad_id; or,
+        visible_only, the visible tokens of each mask row (R, K, D): data2vec 2.0 removes the
+        masked tokens instead of corrupting them."""
         padding = ids == self.pad_id
-        if mask is not None and mask.corrupt is not None:
+        if mask is not None and mask.corrupt is not None and not visible_only:
             ids = mask.corrupt
         positions = torch.arange(ids.shape[1], device=ids.device)
-        x = self.embed(ids) + self.pos(positions)[None]
-        return Tokens(self.drop(self.norm(x)), padding)
+        x = self.drop(self.norm(self.embed(ids) + self.pos(positions)[None]))
+        if visible_only:
+            return Tokens(gather_visible(x, mask), gather_visible(padding, mask))
+        return Tokens(x, padding)

@@ -9,13 +9,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from d2v.config import Modality, ModelConfig, Params, VisionPretrainConfig
+from d2v.config import Method, Modality, ModelConfig, Params, VisionPretrainConfig
 from d2v.data.shards import ImageBatches, ImageSplit, load_image_split, load_meta
+from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
-from d2v.masking import MaskInfo, block_mask
+from d2v.masking import MaskInfo, block_mask, inverse_block_mask
 from d2v.metrics import top1
 from d2v.modalities.image import ImageFrontend
+from d2v.sampling import batch_indices
 from d2v.train import PretrainSpec
 
 
@@ -27,7 +29,8 @@ def build_encoder(
 
 
 class VisionImages:
-    """Pretraining view of a prepared split: normalized images and BEiT block masks."""
+    """Pretraining view of a prepared split: normalized images and their masks (data2vec: BEiT
+    block masks; data2vec 2.0: `clone_batch` inverse block masks per image)."""
 
     def __init__(
         self,
@@ -44,11 +47,19 @@ class VisionImages:
     def __len__(self) -> int:
         return len(self.batches.split)
 
-    def batch(self, indices: np.ndarray) -> Tensor:
-        return self.batches.batch(indices).images
+    def indices(self, batch_size: int, step: int, seed: int) -> np.ndarray:
+        return batch_indices(len(self), batch_size, step, seed)
+
+    def batch(self, indices: np.ndarray, rows: slice = slice(None)) -> Tensor:
+        return self.batches.batch(indices[rows]).images
 
     def mask(self, indices: np.ndarray, generator: torch.Generator) -> MaskInfo:
-        return block_mask(len(indices), self.grid, self.cfg.mask, generator)
+        if self.cfg.method == Method.v2:
+            m = self.cfg.v2.clone_batch
+            info = inverse_block_mask(len(indices) * m, self.grid, self.cfg.v2.mask, generator)
+            info.copies = m
+            return info
+        return block_mask(len(indices), self.grid, self.cfg.v1.mask, generator)
 
 
 def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
@@ -65,6 +76,7 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
         params.model.depth,
         lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
         data,
+        build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim, grid),
     )
 
 

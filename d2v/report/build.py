@@ -1,8 +1,9 @@
 """build_report: MLflow runs -> reports/report.md + a self-contained report.html + figures/*.png.
 
 Sections: overview (what was run, where, at which scale), what is missing, collapsed runs,
-downstream results per modality/task beside the paper's numbers, pretraining curves, sweeps, and
-a side-by-side comparison of chosen runs. Every section says so when its runs are absent.
+downstream results per modality/task beside the paper's numbers, pretraining curves, sweeps, the
+bench (data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy), and a side-by-side comparison of
+chosen runs. Every section says so when its runs are absent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from d2v.report.document import (
     to_html,
     to_markdown,
 )
+from d2v.report.performance import performance
 from d2v.report.sources import load_runs, metric_history, tag
 
 log = logging.getLogger(__name__)
@@ -277,6 +279,7 @@ def build_report(
     results(doc, runs)
     pretraining(doc, runs, tracking_uri)
     sweeps(doc, runs)
+    performance(doc, runs, tracking_uri)
     comparison(doc, runs, compare)
     # Each output replaced atomically on its own: out_dir may hold other files (a README).
     with atomic_path(out_dir / "figures") as tmp:

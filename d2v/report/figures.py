@@ -76,3 +76,15 @@ def sweep_scatter(trials: pd.DataFrame, params: list[str], objective: str, title
         axes[0][0].text(0.5, 0.5, "no swept params", ha="center")
     fig.suptitle(title)
     return _png(fig)
+
+
+def probe_vs_wall(curves: dict[str, tuple[list[float], list[float]]], title: str) -> bytes:
+    """One line per method: linear-probe score against pretraining wall time (s)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for label, (wall, score) in sorted(curves.items()):
+        ax.plot(wall, score, marker="o", label=label)
+    ax.set_xlabel("pretraining wall time (s)")
+    ax.set_ylabel("linear probe")
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)

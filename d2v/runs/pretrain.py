@@ -79,6 +79,7 @@ def run_pretrain(
         "world_size": info.world_size,
         "zero_stage": params.deepspeed.zero_stage,
         "top_k": spec.top_k,
+        "method": spec.method.value,
     }
     with tracker.run(f"pretrain/{modality.value}", tags=tags, params=config) as run_id:
         try:
@@ -101,6 +102,7 @@ def run_pretrain(
             "resumed_from": result.resumed_from,
             "world_size": info.world_size,
             "top_k": spec.top_k,
+            "method": spec.method.value,
             "collapsed": False,
             "mlflow_run_id": run_id,
         }

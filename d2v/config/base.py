@@ -1,0 +1,56 @@
+"""What every config module shares: the error type, enumerated choices, and the check that names
+a bad param and its allowed range."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid param: the message names it and its allowed values."""
+
+
+class Modality(str, enum.Enum):
+    vision = "vision"
+    speech = "speech"
+    text = "text"
+
+
+class Sublayer(str, enum.Enum):
+    """Where in each block the teacher's layer output is read (paper Table 5)."""
+
+    attn = "attn"  # self-attention output
+    ffn = "ffn"  # FFN output before the last residual (paper's choice)
+    block = "block"  # end of block, after the residual
+
+
+class Norm(str, enum.Enum):
+    instance = "instance"  # over time, per channel (speech)
+    layer = "layer"  # over channels, per time step (vision, text)
+    none = "none"
+
+
+class Precision(str, enum.Enum):
+    auto = "auto"  # bf16 where the hardware has it (CUDA with bf16), else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
+
+
+def check_budget(cfg: Any, p: str) -> None:
+    """The checks every optimizer config shares."""
+    check(cfg.steps >= 1, f"{p}.steps", cfg.steps, ">= 1")
+    check(cfg.batch_size >= 1, f"{p}.batch_size", cfg.batch_size, ">= 1")
+    check(cfg.lr > 0, f"{p}.lr", cfg.lr, "> 0")
+    check(
+        0 <= cfg.warmup_steps <= cfg.steps,
+        f"{p}.warmup_steps",
+        cfg.warmup_steps,
+        f"[0, steps={cfg.steps}]",
+    )
+    check(cfg.weight_decay >= 0, f"{p}.weight_decay", cfg.weight_decay, ">= 0")

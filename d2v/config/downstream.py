@@ -1,0 +1,63 @@
+"""Fine-tuning, linear probes and evaluation of a downstream task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from d2v.config.base import Modality, check, check_budget
+
+
+@dataclass
+class FinetuneOptim:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+
+    def validate(self, p: str) -> None:
+        check_budget(self, p)
+
+
+@dataclass
+class ProbeConfig:
+    """Linear probe on frozen mean-pooled features: cheap, used by sweeps."""
+
+    label_fraction: float = 1.0
+    epochs: int = 100  # full-batch passes of the logistic regression
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+
+    def validate(self, p: str) -> None:
+        check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
+        check(self.epochs >= 1, f"{p}.epochs", self.epochs, ">= 1")
+        check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
+
+
+@dataclass
+class TaskConfig:
+    modality: Modality = Modality.vision
+    label_fraction: float = 0.01  # low-label fine-tuning, where self-supervision should show
+    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    eval_batch_size: int = 512
+    freeze_steps: int = 0  # encoder frozen for these first updates (wav2vec 2.0 fine-tuning)
+    mask_prob: float = 0.0  # speech: span-mask start probability while fine-tuning (w2v 2.0)
+    # speech: a Libri-light-style labeled subset of this much audio (600 = 10 min, 3600 = 1 h,
+    # 36000 = 10 h), balanced over speakers; null: label_fraction of the utterances
+    labeled_seconds: float | None = None
+
+    def validate(self, p: str) -> None:
+        check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
+        check(
+            0 <= self.freeze_steps <= self.optim.steps,
+            f"{p}.freeze_steps",
+            self.freeze_steps,
+            f"[0, optim.steps={self.optim.steps}]",
+        )
+        check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
+        if self.labeled_seconds is not None:
+            check(self.labeled_seconds > 0, f"{p}.labeled_seconds", self.labeled_seconds, "> 0")
+        self.optim.validate(f"{p}.optim")
+        self.probe.validate(f"{p}.probe")
+        check(self.eval_batch_size >= 1, f"{p}.eval_batch_size", self.eval_batch_size, ">= 1")

@@ -1,0 +1,139 @@
+"""The whole composed `params.yaml` as typed configs: built from plain data (unknown keys and
+wrong types refused, naming the param), validated before any compute, and turned back into plain
+data for saving and tracking."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from d2v.config.base import ConfigError, Modality, check
+from d2v.config.bench import BenchConfig
+from d2v.config.data import DataConfig
+from d2v.config.downstream import TaskConfig
+from d2v.config.pretrain import PretrainConfig
+from d2v.config.runtime import DeepSpeedConfig, ModelConfig, TrackingConfig
+from d2v.config.sweep import SweepConfig
+
+
+@dataclass
+class Params:
+    """The whole composed `params.yaml`."""
+
+    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: dict[str, TaskConfig] = field(default_factory=dict)
+    sweep: dict[str, SweepConfig] = field(default_factory=dict)  # per modality
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def validate(self) -> Params:
+        check(
+            len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            self.seeds,
+            "a non-empty list of distinct ints",
+        )
+        self.model.validate("model")
+        self.deepspeed.validate("deepspeed")
+        self.tracking.validate("tracking")
+        self.data.vision.validate("data.vision")
+        self.data.speech.validate("data.speech")
+        self.data.text.validate("data.text")
+        self.pretrain.vision.validate("pretrain.vision", self.model, self.data.vision.image_size)
+        self.pretrain.speech.validate("pretrain.speech", self.model)
+        self.pretrain.text.validate("pretrain.text", self.model)
+        for name, task in self.finetune.items():
+            task.validate(f"finetune.{name}")
+        for name, sweep in self.sweep.items():
+            check(
+                name in Modality.__members__,
+                "sweep",
+                name,
+                "keys naming modalities: " + ", ".join(m.value for m in Modality),
+            )
+            sweep.validate(f"sweep.{name}", self.finetune)
+        self.bench.validate("bench")
+        return self
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass `cls` from nested dicts, refusing unknown keys and values of the wrong type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid param {path or '<root>'} = {data!r}: allowed a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in tp)
+            raise ConfigError(
+                f"invalid param {path} = {value!r}: allowed one of {allowed}"
+            ) from None
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"invalid param {path} = {value!r}: allowed a list")
+        return [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, inner = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"invalid param {path} = {value!r}: allowed a mapping")
+        return {k: _coerce(inner, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (
+        isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    ):
+        raise ConfigError(
+            f"invalid param {path} = {value!r}: allowed a value of type {tp.__name__}"
+        )
+    return value
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config (enums as their values), for saving and tracking."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def load_params(data: dict) -> Params:
+    """Typed, validated params from the composed dict; raises ConfigError before any compute."""
+    return from_dict(Params, data).validate()

@@ -1,0 +1,75 @@
+"""Optuna studies: the searched params and how trials are run, pruned and stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from d2v.config.base import check
+
+
+@dataclass
+class SweepDim:
+    """One searched param. scale: linear | log | int | one_minus_log (samples log(1 - x), the
+    way an EMA decay matters: 0.999 vs 0.9999 is a 10x longer memory) | categorical."""
+
+    param: str  # dotted params path, set as a Hydra override
+    scale: str = "linear"
+    low: float | None = None
+    high: float | None = None  # int scale: None = the model depth
+    choices: list[str] | None = None
+    enabled: bool = True
+
+    def validate(self, p: str) -> None:
+        scales = ("linear", "log", "int", "one_minus_log", "categorical")
+        check(self.scale in scales, f"{p}.scale", self.scale, "one of " + ", ".join(scales))
+        if self.scale == "categorical":
+            check(bool(self.choices), f"{p}.choices", self.choices, "a non-empty list")
+            return
+        check(self.low is not None, f"{p}.low", self.low, "a number")
+        if self.scale in ("log", "one_minus_log"):
+            check(self.low > 0, f"{p}.low", self.low, "> 0 on a log scale")
+        if self.scale == "one_minus_log":
+            check(self.high is not None and self.high < 1, f"{p}.high", self.high, "< 1")
+        if self.high is not None:
+            check(self.high > self.low, f"{p}.high", self.high, f"> low={self.low}")
+
+
+@dataclass
+class SweepConfig:
+    task: str = "imagenet"  # whose linear probe scores a trial
+    metric: str | None = None  # the probe's metric that scores it (None: the task's official one)
+    n_trials: int = 4  # finished trials (complete + pruned + failed) the study stops at
+    direction: str = "maximize"
+    storage: str | None = None  # None: an SQLite file beside the data; any SQLAlchemy URL
+    study_name: str = "d2v"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 0
+    report_every: int = 100  # steps between proxy reports (pruning points)
+    heartbeat_s: int = 20  # a worker's liveness beat in the storage
+    grace_s: int = 120  # a RUNNING trial without a beat for this long is failed (its worker died)
+    probe_label_fraction: float = 0.05
+    overrides: list[str] = field(default_factory=list)  # Hydra overrides: the trial budget
+    space: dict[str, SweepDim] = field(default_factory=dict)
+
+    def validate(self, p: str, tasks: dict) -> None:
+        check(self.task in tasks, f"{p}.task", self.task, f"one of {sorted(tasks)}")
+        check(self.n_trials >= 1, f"{p}.n_trials", self.n_trials, ">= 1")
+        check(
+            self.direction in ("maximize", "minimize"),
+            f"{p}.direction",
+            self.direction,
+            "maximize or minimize",
+        )
+        check(self.sampler in ("tpe", "random"), f"{p}.sampler", self.sampler, "tpe or random")
+        pruners = ("median", "hyperband", "successive_halving", "none")
+        check(self.pruner in pruners, f"{p}.pruner", self.pruner, "one of " + ", ".join(pruners))
+        check(self.report_every >= 1, f"{p}.report_every", self.report_every, ">= 1")
+        check(
+            0 < self.probe_label_fraction <= 1,
+            f"{p}.probe_label_fraction",
+            self.probe_label_fraction,
+            "(0, 1]",
+        )
+        for name, dim in self.space.items():
+            dim.validate(f"{p}.space.{name}")
