@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -46,7 +47,15 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # the CPU's bf16 attention kernels are 3-5x slower than fp32 ones (backward) at
+            # these sizes; the scores are small, so compute them in fp32 (measured, bench)
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=drop
+                ).to(q.dtype)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
 

@@ -35,12 +35,13 @@ from d2v.config import (
 from d2v.config.pretrain import PretrainCommon
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
+from d2v.learnability import learnability
 from d2v.masking import MaskInfo
 from d2v.model import Data2Vec, Data2VecOutput
 from d2v.model_v2 import Data2Vec2
 from d2v.sampling import rank_slice, step_seed
 from d2v.schedule import lr_at
-from d2v.targets import resolve_top_k
+from d2v.targets import make_targets, resolve_top_k
 from d2v.teacher import EMATeacher, tau_at
 from d2v.tracking import Tracker
 
@@ -76,6 +77,8 @@ class PretrainSpec:
     collapse: CollapseConfig
     method: Method = Method.v1
     build_decoder: Callable[[], nn.Module] | None = None  # data2vec 2.0's decoder
+    grid: tuple[int, int] | None = None  # images: the patch grid (learnability runs in 2-D)
+    span: int = 1  # tokens a mask span covers (the lag of the targets' autocorrelation)
     shared: Sequence[str] = ()
     checkpoint_every: int = 100
     log_every: int = 10
@@ -89,6 +92,8 @@ class PretrainSpec:
         build_encoder: Callable[[], Encoder],
         data: PretrainData,
         build_decoder: Callable[[], nn.Module] | None = None,
+        grid: tuple[int, int] | None = None,
+        span: int = 1,
     ) -> PretrainSpec:
         """The loop's settings from the active method's block; K resolved for `depth`."""
         m = cfg.active
@@ -103,6 +108,8 @@ class PretrainSpec:
             collapse=cfg.collapse,
             method=cfg.method,
             build_decoder=build_decoder if cfg.method == Method.v2 else None,
+            grid=grid,
+            span=span,
             shared=cfg.shared,
             checkpoint_every=cfg.checkpoint_every,
             log_every=cfg.log_every,
@@ -125,6 +132,9 @@ class PretrainResult:
     final_target_std: float
     final_pred_std: float
     final_target_r2: float
+    final_copy_r2: float  # what copying the nearest visible target reaches (learnability)
+    final_interp_r2: float  # what interpolating across the masked span reaches
+    final_target_autocorr: float  # the targets' correlation one span apart
     samples_per_s: float
     wall_s: float
     resumed_from: int
@@ -246,6 +256,22 @@ class Trainer:
         self.teacher.update(self.student.encoder, tau)
         return StepOutput(out, lr, tau, time.perf_counter() - t_ema)
 
+    @torch.no_grad()
+    def learnability(self, step: int) -> dict[str, float]:
+        """What trivial predictors reach on the teacher's targets at this step's masked
+        positions (`d2v.learnability`): one more teacher forward, at logged steps only."""
+        source, mask = self.batch(step)
+        cfg = self.spec.targets
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        )
+        with autocast:
+            out = self.teacher.model(source, None, collect=cfg.sublayer)
+        y = make_targets(out.layers, cfg, self.spec.top_k, out.padding_mask)
+        return learnability(
+            y, mask.mask, mask.copies, self.spec.span, self.spec.grid, out.padding_mask
+        )
+
 
 def pretrain(
     spec: PretrainSpec,
@@ -265,7 +291,16 @@ def pretrain(
     steps = spec.optim.steps
     history: list[dict[str, float]] = []
     t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
-    last = {"loss": math.nan, "target_std": math.nan, "pred_std": math.nan, "target_r2": math.nan}
+    monitors = (
+        "loss",
+        "target_std",
+        "pred_std",
+        "target_r2",
+        "copy_r2",
+        "interp_r2",
+        "target_autocorr",
+    )
+    last = dict.fromkeys(monitors, math.nan)
     bar = tqdm(
         range(start, steps),
         initial=start,
@@ -281,18 +316,23 @@ def pretrain(
         # log
         done = step + 1
         if done % spec.log_every == 0 or done == steps:
-            loss, t_std, p_std, r2 = _mean_over_ranks(
-                [out.loss.item(), out.target_std.item(), out.pred_std.item(), out.target_r2.item()],
-                device,
-            )
             now = time.perf_counter()
             rate = n_log * dist_info.world_size / (now - t_log)
-            t_log, n_log = now, 0
-            last = {"loss": loss, "target_std": t_std, "pred_std": p_std, "target_r2": r2}
+            diag = trainer.learnability(step)
+            values = [out.loss, out.target_std, out.pred_std, out.target_r2]
+            values = [v.item() for v in values] + [diag[k] for k in monitors[4:]]
+            last = dict(zip(monitors, _mean_over_ranks(values, device), strict=True))
+            t_std = last["target_std"]
             row = {**last, "lr": s.lr, "tau": s.tau, "samples_per_s": rate}
             history.append({"step": done, **row})
             tracker.log_metrics(row, step=done)
-            bar.set_postfix(loss=f"{loss:.4f}", tstd=f"{t_std:.3f}", r2=f"{r2:.2f}")
+            bar.set_postfix(
+                loss=f"{last['loss']:.4f}",
+                tstd=f"{t_std:.3f}",
+                r2=f"{last['target_r2']:.2f}",
+                interp=f"{last['interp_r2']:.2f}",
+            )
+            t_log, n_log = time.perf_counter(), 0  # the diagnostic is not training time
             if monitor.check(done, t_std):
                 tracker.set_tags({"collapsed": "true"})
                 raise CollapseError(
@@ -312,6 +352,9 @@ def pretrain(
         final_target_std=last["target_std"],
         final_pred_std=last["pred_std"],
         final_target_r2=last["target_r2"],
+        final_copy_r2=last["copy_r2"],
+        final_interp_r2=last["interp_r2"],
+        final_target_autocorr=last["target_autocorr"],
         samples_per_s=done_now * spec.optim.batch_size / wall if done_now else 0.0,
         wall_s=wall,
         resumed_from=start,

@@ -90,5 +90,5 @@ def test_run_pretrain_writes_model_and_tracks_it(
     )
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "target_std")
     assert [m.step for m in history] == [5, 10, 15, 20]
-    for key in ("loss", "lr", "tau", "pred_std", "samples_per_s"):
+    for key in ("loss", "lr", "tau", "pred_std", "samples_per_s", "copy_r2", "interp_r2"):
         assert key in run.data.metrics

@@ -23,7 +23,7 @@ class BenchConfig:
     hf: bool = True  # race the encoder against HF transformers' Data2Vec model of its shape
     hf_repeats: int = 10
     time_to_accuracy: bool = True  # probe score against wall time, per method
-    probes: int = 5  # probe points over each method's run (plus step 0)
+    probes: int = 10  # probe points over each method's run (plus step 0)
 
     def validate(self, p: str) -> None:
         check(bool(self.methods), f"{p}.methods", self.methods, "a non-empty list of v1, v2")

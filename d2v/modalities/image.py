@@ -54,7 +54,7 @@ class ImageFrontend(Frontend):
     ) -> Tokens:
         """images: (B, C, H, W) -> tokens (B, T, D), masked patches as the mask embedding; or,
         visible_only, the visible patches of each mask row (R, K, D)."""
-        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
+        x = self.patch_embed(images).flatten(2).transpose(1, 2).contiguous()  # (B, T, D)
         if visible_only:
             return Tokens(gather_visible(x + self.pos.to(x.dtype), mask))
         if mask is not None:

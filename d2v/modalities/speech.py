@@ -101,6 +101,7 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
         lambda: build_encoder(params.model, cfg),
         data,
         build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim),
+        span=cfg.active.mask.length,
     )
 
 

@@ -110,6 +110,7 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
         lambda: build_encoder(params.model, vocab, max_len, pad),
         data,
         build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim),
+        span=cfg.v1.mask.span if cfg.method == Method.v1 else 1,
     )
 
 

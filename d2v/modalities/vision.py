@@ -77,6 +77,8 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
         lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
         data,
         build_decoder=lambda: ConvDecoder(cfg.v2.decoder, params.model.dim, grid),
+        grid=grid,
+        span=cfg.v2.mask.block if cfg.method == Method.v2 else round(cfg.v1.mask.min_patches**0.5),
     )
 
 

@@ -89,6 +89,9 @@ def pretrain_table(runs: pd.DataFrame) -> pd.DataFrame:
         "metrics.target_std": "target std",
         "metrics.pred_std": "pred std",
         "metrics.target_r2": "target R2",
+        "metrics.copy_r2": "copy-nearest R2",
+        "metrics.interp_r2": "interpolation R2",
+        "metrics.target_autocorr": "target autocorr",
         "metrics.wall_s": "wall s",
         "metrics.mean_samples_per_s": "samples/s",
     }
