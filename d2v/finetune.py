@@ -24,9 +24,9 @@ from d2v.data.shards import stratified_subset
 from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
 from d2v.heads import mean_pool
+from d2v.layer_decay import layer_decay_groups
 from d2v.schedule import lr_at
 from d2v.tracking import Tracker
-from d2v.train import param_groups
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,24 @@ def finetune(
     bf16: bool = False,
     desc: str = "finetune",
     freeze_steps: int = 0,
+    layer_decay: float = 1.0,
 ) -> list[float]:
     """Fine-tuning for cfg.steps updates; returns the logged training losses.
 
     The encoder is frozen for the first `freeze_steps` updates (wav2vec 2.0: the new head
-    learns first), then trained with the head.
+    learns first), then trained with the head. `layer_decay` < 1 scales each layer's learning
+    rate down from the head (`d2v.layer_decay`).
     """
     model.to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    groups = layer_decay_groups(model, model.encoder.depth, layer_decay, cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     data = _forever(batches)
     losses = []
     for step in tqdm(range(cfg.steps), desc=desc, mininterval=2.0, leave=False):
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, min_ratio=0.01)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         if step in (0, freeze_steps):  # freeze at the start, unfreeze once, not every step
             for p in encoder_params:
                 p.requires_grad_(step >= freeze_steps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,22 @@ def probe_value(
     return scores[metric or task.metric]
 
 
+def sweep_probe(
+    params: Params, modality: Modality, prepared_dir: Path, device: torch.device
+) -> tuple[DownstreamTask, Callable[[Encoder], float]]:
+    """The sweep's proxy for `modality`: its task and the encoder -> score function (the
+    sweep's linear probe, label fraction, seed and metric)."""
+    sweep = params.sweep[modality.value]
+    task = downstream_task(params, sweep.task, prepared_dir)
+
+    def probe(encoder: Encoder) -> float:
+        return probe_value(
+            encoder, task, params, sweep.probe_label_fraction, sweep.seed, device, sweep.metric
+        )
+
+    return task, probe
+
+
 def run_trial(
     trial: optuna.Trial,
     modality: Modality,
@@ -100,22 +117,14 @@ def run_trial(
     params = trial_params(base, sweep, values)
     trial.set_user_attr("overrides", {k: _hydra(v) for k, v in values.items()})
     spec = pretrain_spec(params, modality, prepared_dir)
-    task = downstream_task(params, sweep.task, prepared_dir)
+    _, probe = sweep_probe(params, modality, prepared_dir, dist_info.device)
     steps = spec.optim.steps
     tracker.log_params({"trial": trial.number, **values, "config": to_dict(params.pretrain)})
 
     def report(step: int, row: dict[str, float], student: Any) -> None:
         if step % sweep.report_every or step >= steps:
             return
-        value = probe_value(
-            student.encoder,
-            task,
-            params,
-            sweep.probe_label_fraction,
-            sweep.seed,
-            dist_info.device,
-            sweep.metric,
-        )
+        value = probe(student.encoder)
         trial.report(value, step)
         tracker.log_metrics({"proxy": value}, step=step)
         if trial.should_prune():
@@ -131,15 +140,7 @@ def run_trial(
         raise optuna.TrialPruned(str(e)) from e
     finally:
         shutil.rmtree(ckpt, ignore_errors=True)
-    value = probe_value(
-        model.encoder,
-        task,
-        params,
-        sweep.probe_label_fraction,
-        sweep.seed,
-        dist_info.device,
-        sweep.metric,
-    )
+    value = probe(model.encoder)
     if not math.isfinite(value):
         raise RuntimeError(f"proxy value is {value}")
     trial.report(value, steps)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from d2v.config import to_dict
-from tests.conftest import subprocess_env, tiny_params
+from tests.conftest import V1, subprocess_env, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def workdir(tmp: Path, prepared: Path, *overrides: str) -> Path:
     """A working directory with params.yaml and the prepared data where the stage expects it."""
     tmp.mkdir(parents=True, exist_ok=True)
-    params = tiny_params(f"tracking.uri=sqlite:///{tmp}/mlruns.db", *overrides)
+    params = tiny_params(f"tracking.uri=sqlite:///{tmp}/mlruns.db", *V1, *overrides)
     (tmp / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
     (tmp / "data" / "prepared").mkdir(parents=True)
     (tmp / "data" / "prepared" / "vision").symlink_to(prepared)

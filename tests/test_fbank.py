@@ -50,7 +50,7 @@ def test_fbank_encoder_flags_padding_and_masks_spare_it() -> None:
     out = encoder(Audio(wave, lengths))
     frames = fbank_frames(lengths, 2)
     T = out.last.shape[1]
-    assert T == int(frames[0])
+    assert int(frames[0]) == T
     assert out.padding_mask.tolist() == (torch.arange(T)[None] >= frames[:, None]).tolist()
     mask = span_mask(frames, T, SpanMaskConfig(0.65, 10, 1), torch.Generator().manual_seed(0))
     assert not (mask.mask & out.padding_mask).any()

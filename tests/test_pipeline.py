@@ -33,7 +33,7 @@ SPEECH_TINY = [
     "finetune.librispeech.optim.warmup_steps=1",
     "finetune.librispeech.freeze_steps=2",
     "finetune.librispeech.probe.epochs=4",
-    'sweep.speech.overrides=["pretrain.speech.v1.optim.steps=6","pretrain.speech.v1.optim.warmup_steps=1"]',
+    'sweep.speech.overrides=["pretrain.speech.v2.optim.steps=6","pretrain.speech.v2.optim.warmup_steps=1"]',
     "sweep.speech.n_trials=2",
     "sweep.speech.report_every=3",
 ]
@@ -118,8 +118,8 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         "finetune.imagenet.optim.warmup_steps=2",
         "finetune.imagenet.label_fraction=0.05",
         "finetune.imagenet.probe.epochs=20",
-        'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10","pretrain.vision.v1.optim.warmup_steps=2",'
-        '"pretrain.vision.v1.optim.batch_size=32"]',
+        'sweep.vision.overrides=["pretrain.vision.v2.optim.steps=10","pretrain.vision.v2.optim.warmup_steps=2",'
+        '"pretrain.vision.v2.optim.batch_size=16"]',
         "sweep.vision.n_trials=2",
         "sweep.vision.report_every=5",
         *SPEECH_TINY,

@@ -27,7 +27,7 @@ from d2v.modalities import downstream_task, pretrain_spec
 from d2v.objective import probe_value
 from d2v.tracking import Tracker
 from d2v.train import pretrain
-from tests.conftest import subprocess_env, tiny_params
+from tests.conftest import V1, subprocess_env, tiny_params
 
 BUDGET = (
     'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10",'
@@ -44,7 +44,7 @@ FAST = [
 
 def workdir(tmp: Path, prepared: Path, *overrides: str) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    params = tiny_params(f"tracking.uri=sqlite:///{tmp}/mlruns.db", *FAST, *overrides)
+    params = tiny_params(f"tracking.uri=sqlite:///{tmp}/mlruns.db", *V1, *FAST, *overrides)
     (tmp / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
     (tmp / "data" / "prepared").mkdir(parents=True)
     (tmp / "data" / "prepared" / "vision").symlink_to(prepared)
@@ -242,6 +242,7 @@ def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: P
 
 def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Path) -> None:
     params = tiny_params(
+        *V1,
         "pretrain.vision.v1.optim.steps=100",
         "pretrain.vision.v1.optim.lr=0.002",
         "finetune.imagenet.probe.epochs=50",

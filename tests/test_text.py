@@ -99,3 +99,34 @@ def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> No
         for k in keys - {"glue"}:
             lo = -100 if k in ("mcc", "pearson", "spearman") else 0
             assert lo <= scores[k] <= 100, (name, k, scores[k])
+
+
+def test_task_adaptive_text_holds_training_sentences_and_no_dev_sentence(
+    prepared_text: Path, tmp_path: Path
+) -> None:
+    from d2v.data.glue import get_task, read_glue_tsv
+    from d2v.data.text_shards import prepare_text, task_sentences
+
+    raw = prepared_text.parent / "raw"
+    tasks = [get_task(t) for t in ("sst2", "stsb", "mrpc", "cola")]
+    added = set(task_sentences(raw, tasks, "skip"))
+    train, dev = set(), set()
+    for task in tasks:
+        for split, into in (("train", train), ("dev", dev)):
+            examples, _ = read_glue_tsv(raw / "glue" / task.name / f"{split}.tsv", task)
+            into.update(t for e in examples for t in (e.text_a, e.text_b) if t)
+    assert added == train
+    assert not added & (dev - train)  # a dev sentence only where it is also a training one
+    meta = prepare_text(
+        raw,
+        tmp_path / "prepared",
+        vocab_size=500,
+        block_size=32,
+        max_seq_len=32,
+        tasks=["sst2"],
+        limit_docs=500,
+        task_adaptive=2,
+    )
+    sst2 = {e.text_a for e in read_glue_tsv(raw / "glue/sst2/train.tsv", "sst2")[0]}
+    assert meta["corpus"]["task_adaptive"] == {"sentences": len(sst2), "repeats": 2}
+    assert meta["corpus"]["documents"] == 500 + 2 * len(sst2)

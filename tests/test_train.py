@@ -15,7 +15,7 @@ from d2v.modalities import pretrain_spec
 from d2v.runs.pretrain import run_pretrain
 from d2v.tracking import Tracker
 from d2v.train import pretrain
-from tests.conftest import tiny_params
+from tests.conftest import V1, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def dist_info():
 def test_pretraining_loss_falls_on_real_images(
     prepared_vision: Path, dist_info, tmp_path: Path
 ) -> None:
-    params = tiny_params("pretrain.vision.v1.optim.steps=60", "pretrain.vision.v1.optim.lr=0.002")
+    params = tiny_params(
+        *V1, "pretrain.vision.v1.optim.steps=60", "pretrain.vision.v1.optim.lr=0.002"
+    )
     spec = pretrain_spec(params, Modality.vision, prepared_vision)
     tracker = Tracker(params.tracking, active=False)
     model, teacher, result = pretrain(
@@ -50,6 +52,7 @@ def test_collapsed_run_stops_is_marked_and_writes_nothing(
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     params = tiny_params(
+        *V1,
         "pretrain.vision.collapse.min_target_std=100",
         "pretrain.vision.collapse.check_after=0",
         "pretrain.vision.collapse.patience=2",
@@ -72,7 +75,7 @@ def test_run_pretrain_writes_model_and_tracks_it(
     prepared_vision: Path, dist_info, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    params = tiny_params("pretrain.vision.v1.optim.steps=20", f"tracking.uri={uri}")
+    params = tiny_params(*V1, "pretrain.vision.v1.optim.steps=20", f"tracking.uri={uri}")
     out = tmp_path / "models" / "pretrained"
     summary = run_pretrain(
         params, Modality.vision, prepared_vision, out, tmp_path / "m.json", tmp_path / "ckpt"

@@ -143,6 +143,9 @@ class TextDataConfig:
     max_seq_len: int = 128  # GLUE inputs
     on_bad_row: str = "skip"  # skip (count and log) | fail (stop naming the file and line)
     limit_docs: int | None = None  # smoke tests: first N corpus documents
+    # task-adaptive pretraining: the tasks' training sentences (never dev / test) join the
+    # pretraining corpus this many times (0: the corpus alone)
+    task_adaptive: int = 0
 
     def validate(self, p: str) -> None:
         check(self.source in ("embedded", "glue"), f"{p}.source", self.source, "embedded or glue")
@@ -164,6 +167,7 @@ class TextDataConfig:
         check(
             self.on_bad_row in ("skip", "fail"), f"{p}.on_bad_row", self.on_bad_row, "skip or fail"
         )
+        check(0 <= self.task_adaptive <= 100, f"{p}.task_adaptive", self.task_adaptive, "[0, 100]")
         if self.source == "glue":
             check(
                 bool(self.corpus_path),

@@ -42,6 +42,9 @@ class TaskConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval_batch_size: int = 512
     freeze_steps: int = 0  # encoder frozen for these first updates (wav2vec 2.0 fine-tuning)
+    # per-layer lr decay from the head down, for the pretrained encoder (BEiT / data2vec: 0.65);
+    # a scratch encoder has no pretrained layers to keep and trains every layer at the full rate
+    layer_decay: float = 1.0
     mask_prob: float = 0.0  # speech: span-mask start probability while fine-tuning (w2v 2.0)
     # speech: a Libri-light-style labeled subset of this much audio (600 = 10 min, 3600 = 1 h,
     # 36000 = 10 h), balanced over speakers; null: label_fraction of the utterances
@@ -56,6 +59,7 @@ class TaskConfig:
             f"[0, optim.steps={self.optim.steps}]",
         )
         check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
+        check(0 < self.layer_decay <= 1, f"{p}.layer_decay", self.layer_decay, "(0, 1]")
         if self.labeled_seconds is not None:
             check(self.labeled_seconds > 0, f"{p}.labeled_seconds", self.labeled_seconds, "> 0")
         self.optim.validate(f"{p}.optim")

@@ -137,6 +137,22 @@ def _task_info(task: GlueTask, raw_task_dir: Path) -> dict:
     }
 
 
+def task_sentences(raw_dir: Path, tasks: list[GlueTask], on_bad_row: str) -> list[str]:
+    """The distinct sentences of the tasks' *training* splits, in file order: unlabeled text for
+    task-adaptive pretraining (Gururangan et al., 2020). Dev and test sentences never."""
+    seen: dict[str, None] = {}
+    for task in tasks:
+        path = raw_dir / "glue" / task.name / "train.tsv"
+        if not path.is_file():
+            raise DataError(f"GLUE file {path} is missing for task {task.name}")
+        examples, _ = read_glue_tsv(path, task, on_bad_row)
+        for e in examples:
+            for text in (e.text_a, e.text_b):
+                if text:
+                    seen.setdefault(text, None)
+    return list(seen)
+
+
 def prepare_text(
     raw_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -147,11 +163,14 @@ def prepare_text(
     on_bad_row: str = "skip",
     limit_docs: int | None = None,
     min_frequency: int = 2,
+    task_adaptive: int = 0,
 ) -> dict:
     """Train the BPE on `raw_dir/corpus`, pack the corpus, encode `tasks`; write `out_dir`.
 
     `on_bad_row` ("skip" or "fail") applies to GLUE rows and to corpus lines that are not UTF-8.
-    `limit_docs`: use only the first documents of the corpus (tests, quick runs). Returns meta.
+    `limit_docs`: use only the first documents of the corpus (tests, quick runs).
+    `task_adaptive`: add the tasks' training sentences, each a document, this many times to the
+    pretraining corpus (0: none). Returns meta.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     glue_tasks = [get_task(name) for name in tasks]
@@ -159,6 +178,8 @@ def prepare_text(
     docs = list(read_corpus(raw_dir / "corpus", on_bad_line=on_bad_row, stats=corpus_read))
     if limit_docs is not None:
         docs = docs[:limit_docs]
+    adaptive = task_sentences(raw_dir, glue_tasks, on_bad_row) if task_adaptive else []
+    docs += adaptive * task_adaptive
     start = time.perf_counter()
     tokenizer = train_bpe(docs, vocab_size, min_frequency)
     timings = {"bpe_train_s": round(time.perf_counter() - start, 2)}
@@ -187,6 +208,7 @@ def prepare_text(
             "files": corpus_read.get("files", 0),
             "skipped_lines": corpus_read.get("skipped_lines", 0),
             "bad_lines": corpus_read.get("bad_lines", []),
+            "task_adaptive": {"sentences": len(adaptive), "repeats": task_adaptive},
         },
         "tasks": {},
         "skipped_rows": {},

@@ -26,8 +26,8 @@ from d2v.atomic import write_json
 from d2v.bench import Curve, Throughput, matmul_peak, step_throughput, time_to_accuracy
 from d2v.config import DeepSpeedConfig, Method, Modality, Params, Precision
 from d2v.distributed import DistInfo, init_distributed
-from d2v.modalities import downstream_task, pretrain_spec
-from d2v.objective import probe_value
+from d2v.modalities import pretrain_spec
+from d2v.objective import sweep_probe
 from d2v.tracking import Tracker, hardware
 from d2v.train import PretrainSpec, Student
 
@@ -130,18 +130,10 @@ def accuracy_curve(
     """The method's pretraining at the pipeline's budget, scored by the sweep's linear probe."""
     spec = pretrain_spec(params, modality, prepared)
     sweep = params.sweep[modality.value]
-    task = downstream_task(params, sweep.task, prepared)
+    task, probe_encoder = sweep_probe(params, modality, prepared, info.device)
 
     def probe(student: Student) -> float:
-        return probe_value(
-            student.encoder,
-            task,
-            params,
-            sweep.probe_label_fraction,
-            sweep.seed,
-            info.device,
-            sweep.metric,
-        )
+        return probe_encoder(student.encoder)
 
     every = max(1, math.ceil(spec.optim.steps / params.bench.probes))
     ds = DeepSpeedConfig(params.deepspeed.zero_stage, params.deepspeed.precision, 1)

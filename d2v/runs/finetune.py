@@ -89,6 +89,8 @@ def run_finetune(
                         bf16,
                         desc=f"finetune {init} seed {seed}",
                         freeze_steps=cfg.freeze_steps,
+                        # a scratch encoder has no pretrained layers to keep: full rate
+                        layer_decay=cfg.layer_decay if init == "pretrained" else 1.0,
                     )
                 (tmp / init).mkdir(exist_ok=True)
                 torch.save(model.state_dict(), tmp / init / f"seed{seed}.pt")

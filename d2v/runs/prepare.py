@@ -76,6 +76,7 @@ def run_prepare(params: Params, modality: Modality, raw_dir: Path, out_dir: Path
                 on_bad_row=cfg.on_bad_row,
                 limit_docs=cfg.limit_docs,
                 min_frequency=cfg.min_frequency,
+                task_adaptive=cfg.task_adaptive,
             )
             skipped = meta["corpus"]["skipped_lines"] + sum(
                 sum(stats["skipped"].values())
