@@ -90,11 +90,6 @@ def hf_forward(modality: Modality, hf: nn.Module, source: Any, pad_id: int = 1) 
     return hf(input_ids=source, attention_mask=(source != pad_id).long()).last_hidden_state
 
 
-def hf_stack(modality: Modality, hf: nn.Module) -> Callable[[Tensor], Tensor]:
-    """HF's Transformer stack alone, on hidden states (R, K, D) (data2vec 2.0's visible tokens)."""
-    return lambda x: hf.encoder(x).last_hidden_state
-
-
 @dataclass
 class Race:
     ours_s: float  # median forward + backward of d2v's encoder

@@ -27,7 +27,7 @@ from d2v.report.document import (
     to_markdown,
 )
 from d2v.report.performance import performance
-from d2v.report.sources import load_runs, metric_history, tag
+from d2v.report.sources import load_runs, metric_history, stage_runs, tag
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def overview(
         doc.add(Para(f"{where}: no runs found. Nothing to report yet; run the pipeline first."))
         return
     stages = tag(runs, "stage").replace("", "(untagged)").value_counts().sort_index()
-    pre = runs[tag(runs, "stage") == "pretrain"]
+    pre = stage_runs(runs, "pretrain")
     wall = pre["metrics.wall_s"].sum() if "metrics.wall_s" in pre.columns else float("nan")
     top = runs[tag(runs, "mlflow.parentRunId") == ""]
     ends, starts = (pd.to_datetime(top[c], utc=True) for c in ("end_time", "start_time"))
@@ -169,7 +169,7 @@ def _paper_value(ref: paper.PaperTable, col: int | None) -> str:
 
 def pretraining(doc: Document, runs: pd.DataFrame, uri: str) -> None:
     doc.add(Heading(1, "Pretraining"))
-    pre = runs[tag(runs, "stage") == "pretrain"] if not runs.empty else runs
+    pre = stage_runs(runs, "pretrain")
     if pre.empty:
         doc.add(Para("No pretrain runs."))
         return
@@ -248,7 +248,7 @@ def sweeps(doc: Document, runs: pd.DataFrame) -> None:
 def comparison(doc: Document, runs: pd.DataFrame, run_ids: Sequence[str]) -> None:
     doc.add(Heading(1, "Run comparison"))
     if not run_ids:
-        pre = runs[tag(runs, "stage") == "pretrain"] if not runs.empty else runs
+        pre = stage_runs(runs, "pretrain")
         run_ids = list(pre["run_id"][:4])
     if len(run_ids) < 2:
         doc.add(Para("Fewer than two runs chosen: no comparison."))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from d2v.report import figures
 from d2v.report.document import Document, Figure, Heading, Para, Table
-from d2v.report.sources import metric_history, tag
+from d2v.report.sources import metric_history, stage_runs, tag
 from d2v.report.tables import fmt
 
 COLUMNS = (
@@ -67,7 +67,7 @@ def verdict(run: pd.Series) -> str:
 
 def performance(doc: Document, runs: pd.DataFrame, uri: str) -> None:
     doc.add(Heading(1, "Performance: data2vec vs data2vec 2.0 (bench)"))
-    bench = runs[tag(runs, "stage") == "bench"] if not runs.empty else runs
+    bench = stage_runs(runs, "bench")
     if bench.empty:
         doc.add(Para("No bench runs: `dvc repro bench` or `d2v bench <modality>` measures them."))
         return

@@ -54,6 +54,11 @@ def tag(runs: pd.DataFrame, name: str) -> pd.Series:
     return runs[col].fillna("").astype(str)
 
 
+def stage_runs(runs: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """The runs tagged with `stage` (an empty frame stays empty)."""
+    return runs[tag(runs, "stage") == stage]
+
+
 def metric_history(uri: str, run_id: str, keys: tuple[str, ...] = HISTORY_KEYS) -> pd.DataFrame:
     """Per-step metrics of one run: columns step, key, value (keys never logged are absent)."""
     from mlflow.tracking import MlflowClient

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from d2v.report.sources import tag
+from d2v.report.sources import stage_runs, tag
 
 INITS = ("pretrained", "scratch")
 
@@ -144,7 +144,7 @@ def sweeps(runs: pd.DataFrame) -> list[SweepView]:
     """Sweep parents (stage=sweep, no trial number) with their trials (mlflow.parentRunId)."""
     if runs.empty:
         return []
-    sw = runs[tag(runs, "stage") == "sweep"]
+    sw = stage_runs(runs, "sweep")
     parents = sw[tag(sw, "trial_number") == ""]
     views = []
     for _, parent in parents.iterrows():
