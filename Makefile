@@ -45,7 +45,8 @@ params: venv
 
 run: setup
 	$(VENV)/bin/dvc repro report glue  # every chain and sweep@vision; `dvc repro` adds sweep@speech/text
-	$(VENV)/bin/dvc metrics show metrics/pretrain metrics/eval metrics/glue.json metrics/sweep/vision.json
+	$(PY) -m d2v.cli headline  # pretrained vs scratch per task, verdicts, the report's path
+	@echo "left for later: dvc repro sweep@speech sweep@text (studies), dvc repro bench (speed)"
 
 test: setup
 	$(VENV)/bin/ruff check d2v stages tests

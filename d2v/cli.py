@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--out", default="reports")
     c.add_argument("--compare", nargs="*", default=[], help="run ids to set side by side")
+    c.add_argument("--eval-dir", default="metrics/eval", help="for the headline table")
+    c.add_argument("--glue", default="metrics/glue.json", help="for the headline's GLUE row")
+
+    c = sub.add_parser(
+        "headline", help="pretrained vs scratch per task, with verdicts (ends `make run`)"
+    )
+    c.add_argument("--eval-dir", default="metrics/eval")
+    c.add_argument("--glue", default="metrics/glue.json")
+    c.add_argument("--report", default="reports/report.html")
 
     c = sub.add_parser("glue", help="GLUE table and average from the text tasks' evaluations")
     c.add_argument("--params", default="params.yaml")
@@ -95,8 +104,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
             Path(args.out),
             args.filter,
             args.compare,
+            Path(args.eval_dir),
+            Path(args.glue),
         )
         log.info("report: %s", path)
+        return
+    if args.command == "headline":
+        print_headline(Path(args.eval_dir), Path(args.glue), Path(args.report))
         return
     params = read_params(args.params)  # validated before any compute
     if args.command == "sweep":
@@ -193,6 +207,28 @@ def run_sweep_command(params, args: argparse.Namespace) -> None:
         workers=args.workers,
         params_path=Path(args.params),
     )
+
+
+def print_headline(eval_dir: Path, glue: Path, report: Path) -> None:
+    from d2v.headline import load_rows, render
+
+    rows = load_rows(eval_dir, glue)
+    if not rows:
+        raise DataError(f"no evaluation results in {eval_dir}: run `dvc repro` first")
+    seeds = sorted({n for n in _seed_counts(eval_dir)})
+    print(render(rows))
+    print(
+        f"mean ± sample std over {'/'.join(map(str, seeds))} seeds; gain > 0 is better for"
+        " pretrained; verdicts at 2x the larger std; paper numbers are paper scale (Base models,"
+        " full datasets)."
+    )
+    print(f"report: {report}" + ("" if report.exists() else " (not built yet: dvc repro report)"))
+
+
+def _seed_counts(eval_dir: Path) -> list[int]:
+    import json
+
+    return [len(json.loads(p.read_text()).get("seeds", [])) for p in eval_dir.glob("*.json")]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,8 @@ Dimensions: B batch, T tokens, D width, C classes, N examples.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -19,18 +20,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig, TrackingConfig
+from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig
 from d2v.data.shards import stratified_subset
 from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
 from d2v.heads import mean_pool
 from d2v.layer_decay import layer_decay_groups
 from d2v.schedule import lr_at
-from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 Batches = Callable[[], Iterable[tuple[Any, Tensor]]]  # a fresh pass of (input, label) batches
+LogMetrics = Callable[[Mapping[str, float], int], None]  # (metrics, step): e.g. Tracker.log_metrics
 
 
 def _forever(batches: Batches) -> Iterator[tuple[Any, Tensor]]:
@@ -43,7 +44,7 @@ def finetune(
     batches: Batches,
     cfg: FinetuneOptim,
     device: torch.device,
-    tracker: Tracker,
+    log_metrics: LogMetrics | None = None,
     bf16: bool = False,
     desc: str = "finetune",
     freeze_steps: int = 0,
@@ -78,7 +79,8 @@ def finetune(
         optimizer.step()
         if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
             losses.append(loss.item())
-            tracker.log_metrics({"train_loss": loss.item(), "lr": lr}, step=step + 1)
+            if log_metrics is not None:
+                log_metrics({"train_loss": loss.item(), "lr": lr}, step + 1)
     for p in encoder_params:
         p.requires_grad_(True)
     return losses
@@ -103,6 +105,26 @@ def predict(model: nn.Module, batches: Iterable[tuple[Any, Tensor]], device: tor
         outputs.append(out.cpu() if isinstance(out, Tensor) else out)
         labels.append(y)
     return _collect(outputs), _collect(labels)
+
+
+def chance_scores(task: DownstreamTask, batch_size: int) -> dict[str, float]:
+    """The task's metrics on its held-out split for a predictor that ignores its input: the
+    majority training class (classification), the empty transcript (CTC), a constant
+    (regression, whose correlations are undefined and count as 0). The floor a verdict of
+    "not learning" compares against."""
+    labels = _collect([y for _, y in task.eval_pass(batch_size)])
+    n = len(labels)
+    if task.head == "ctc":
+        scores = task.score([""] * n, labels)
+    elif task.head == "regress":
+        with warnings.catch_warnings():  # scipy warns that a constant's correlation is undefined
+            warnings.simplefilter("ignore")
+            scores = task.score(torch.zeros(n), labels)
+    else:
+        majority = int(np.bincount(np.asarray(task.train_labels, dtype=np.int64)).argmax())
+        logits = F.one_hot(torch.full((n,), majority), task.num_classes).float()
+        scores = task.score(logits, labels)
+    return {k: float(v) if np.isfinite(v) else 0.0 for k, v in scores.items()}
 
 
 @torch.no_grad()
@@ -214,7 +236,6 @@ def _ctc_probe(
         lambda: task.train_pass(subset, optim.batch_size, seed),
         optim,
         device,
-        Tracker(TrackingConfig(), active=False),
         desc="ctc probe",
     )
     model.encoder.requires_grad_(True)

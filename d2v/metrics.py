@@ -1,20 +1,22 @@
 """Downstream metrics with each task's official name, and their summary over seeds.
 
-All scores are percent (x100), as the paper reports them. scikit-learn and scipy are imported
-inside the functions that use them: the vision path imports this module for top1 alone and
-should not pay their ~0.8 s import.
+All scores are percent (x100), as the paper reports them. torch, jiwer, scikit-learn and scipy
+are imported inside the functions that use them (or only for type checking): the vision path
+imports this module for top1 alone, and `glue` only averages JSON.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import jiwer
 import numpy as np
-from torch import Tensor
 
-ArrayLike = np.ndarray | Tensor | Sequence[float]
+if TYPE_CHECKING:  # torch and jiwer load only where used: `glue` aggregates JSON without them
+    from torch import Tensor
+
+    ArrayLike = np.ndarray | Tensor | Sequence[float]
 
 
 def top1(logits: Tensor, labels: Tensor) -> float:
@@ -51,11 +53,15 @@ GLUE_AVERAGE_TASKS: tuple[str, ...] = ("mnli", "qnli", "rte", "mrpc", "qqp", "st
 def wer(refs: list[str], hyps: list[str]) -> float:
     """Corpus word error rate in percent: total word edits / total reference words (jiwer).
     An empty hypothesis counts all its reference's words as deletions."""
+    import jiwer
+
     return _error_rate(refs, hyps, jiwer.wer)
 
 
 def cer(refs: list[str], hyps: list[str]) -> float:
     """Corpus character error rate in percent (spaces count as characters; jiwer)."""
+    import jiwer
+
     return _error_rate(refs, hyps, jiwer.cer)
 
 
@@ -136,7 +142,7 @@ def glue_average(task_scores: dict[str, float], require_all: bool = True) -> flo
 
 def _np(x: ArrayLike, as_float: bool = False) -> np.ndarray:
     """1-D numpy view of a numpy array, a torch tensor or a list."""
-    if isinstance(x, Tensor):
+    if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.ndim != 1:

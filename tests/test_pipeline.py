@@ -114,6 +114,7 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         "data.vision.limit_per_split=2000",
         f"data.vision.fashion_mnist_dir={fashion_source}",
         "seeds=[0,1]",
+        "downstream_workers=1",  # spawning workers costs more than these tiny runs (test_pool.py)
         "finetune.imagenet.optim.steps=20",
         "finetune.imagenet.optim.warmup_steps=2",
         "finetune.imagenet.label_fraction=0.05",

@@ -17,7 +17,6 @@ from d2v.modalities.audio import Audio, AudioFrontend, ConvFeatureEncoder, frame
 from d2v.model import Data2Vec
 from d2v.targets import make_targets, normalize
 from d2v.teacher import EMATeacher
-from d2v.tracking import Tracker
 from tests.conftest import V1, tiny_params
 
 PAPER_KERNELS = [10, 3, 3, 3, 3, 2, 2]
@@ -133,10 +132,7 @@ def test_ctc_loss_falls_on_the_embedded_corpus(prepared_speech: Path) -> None:
 
     before = held_out_loss()
     optim = cfg.optim.__class__(steps=60, batch_size=8, lr=2e-3, weight_decay=0.0, warmup_steps=6)
-    tracker = Tracker(params.tracking, active=False)
-    losses = finetune(
-        model, lambda: task.train_pass(subset, 8, 0), optim, torch.device("cpu"), tracker
-    )
+    losses = finetune(model, lambda: task.train_pass(subset, 8, 0), optim, torch.device("cpu"))
     assert all(np.isfinite(losses))
     after = held_out_loss()
     assert after < 0.6 * before, (before, after, losses)

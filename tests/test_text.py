@@ -74,7 +74,6 @@ def test_data2vec_text_loss_falls_on_the_real_corpus(prepared_text: Path, tmp_pa
 def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> None:
     params = tiny_params(*TEXT_TINY)
     device = torch.device("cpu")
-    tracker = Tracker(params.tracking, active=False)
     expected = {
         "sst2": {"accuracy", "glue"},
         "stsb": {"pearson", "spearman", "glue"},
@@ -89,7 +88,7 @@ def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> No
         model = build_model(task, task.build_encoder(), cfg)
         subset = np.arange(min(256, len(task.train_labels)))
         optim = cfg.optim.__class__(steps=8, batch_size=32, lr=1e-3, warmup_steps=1)
-        finetune(model, lambda t=task, s=subset: t.train_pass(s, 32, 0), optim, device, tracker)
+        finetune(model, lambda t=task, s=subset: t.train_pass(s, 32, 0), optim, device)
         scores = held_out_scores(task, model, 256, device)
         assert set(scores) == keys, name
         pred, labels = predict(model, task.eval_pass(256), device)

@@ -7,7 +7,7 @@ A small torch-free package, one module per noun; everything is importable from `
 from d2v.config.base import ConfigError, Modality, Norm, Precision, Sublayer
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig, SpeechDataConfig, TextDataConfig, VisionDataConfig
-from d2v.config.downstream import FinetuneOptim, ProbeConfig, TaskConfig
+from d2v.config.downstream import INITS, FinetuneOptim, ProbeConfig, TaskConfig
 from d2v.config.masks import (
     BlockMaskConfig,
     FixedTokenMaskConfig,
@@ -37,6 +37,7 @@ from d2v.config.runtime import DeepSpeedConfig, ModelConfig, TrackingConfig
 from d2v.config.sweep import SweepConfig, SweepDim
 
 __all__ = [
+    "INITS",
     "BenchConfig",
     "BlockMaskConfig",
     "CollapseConfig",

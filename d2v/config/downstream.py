@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from d2v.config.base import Modality, check, check_budget
 
+# the two arms of every downstream comparison: same budget, pretrained or random encoder
+INITS = ("pretrained", "scratch")
+
 
 @dataclass
 class FinetuneOptim:

@@ -26,6 +26,7 @@ class Params:
 
     seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    downstream_workers: int = 0  # processes sharing a task's (init, seed) runs; 0: one per core
     model: ModelConfig = field(default_factory=ModelConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -41,6 +42,12 @@ class Params:
             "seeds",
             self.seeds,
             "a non-empty list of distinct ints",
+        )
+        check(
+            self.downstream_workers >= 0,
+            "downstream_workers",
+            self.downstream_workers,
+            ">= 0 (0: one per CPU core, one on a GPU)",
         )
         self.model.validate("model")
         self.deepspeed.validate("deepspeed")

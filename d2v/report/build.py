@@ -34,6 +34,26 @@ log = logging.getLogger(__name__)
 EXPECTED_STAGES = ("pretrain", "finetune", "evaluate", "sweep")
 
 
+def headline(doc: Document, eval_dir: Path | None, glue: Path | None) -> None:
+    """The same table `make run` ends with (d2v.headline), from the evaluate stage's files."""
+    from d2v.headline import HEADERS, load_rows
+
+    doc.add(Heading(1, "Headline: pretrained vs scratch"))
+    rows = load_rows(eval_dir, glue) if eval_dir is not None and eval_dir.is_dir() else []
+    if not rows:
+        where = f" in `{eval_dir}`" if eval_dir is not None else ""
+        doc.add(Para(f"No evaluation results{where}: the headline is missing."))
+        return
+    doc.add(
+        Para(
+            f"From `{eval_dir}`: mean ± sample std over seeds; gain > 0 is better for pretrained;"
+            ' verdicts at twice the larger std, "not learning" within that of a predictor that'
+            " ignores its input; paper numbers are paper scale (Base models, full datasets)."
+        ),
+        Table(list(HEADERS), [r.cells() for r in rows]),
+    )
+
+
 def _values(runs: pd.DataFrame, name: str) -> str:
     vals = sorted({v for v in tag(runs, name) if v})
     return ", ".join(vals) if vals else "unknown"
@@ -266,13 +286,17 @@ def build_report(
     out_dir: Path,
     filter_string: str | None = None,
     compare: Sequence[str] = (),
+    eval_dir: Path | None = None,
+    glue: Path | None = None,
 ) -> Path:
     """Write out_dir/report.md, out_dir/report.html and out_dir/figures/*.png (each
     replaced atomically); returns the markdown path. `compare`: run ids to set side by side
-    (default: the pretrain runs, when there are two or more)."""
+    (default: the pretrain runs, when there are two or more). `eval_dir` / `glue`: the evaluate
+    and glue stages' metrics files, for the headline table the report opens with."""
     out_dir = Path(out_dir)
     runs = load_runs(tracking_uri, experiment, filter_string)
     doc = Document("d2v report")
+    headline(doc, eval_dir, glue)
     overview(doc, runs, tracking_uri, experiment, filter_string)
     missing(doc, runs)
     collapsed(doc, runs)

@@ -15,8 +15,6 @@ import pandas as pd
 
 from d2v.report.sources import stage_runs, tag
 
-INITS = ("pretrained", "scratch")
-
 
 def collapsed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs tagged collapsed=true (pretrain runs or sweep trials)."""

@@ -16,27 +16,20 @@ import torch
 from d2v.atomic import write_json
 from d2v.config import Params
 from d2v.downstream import DownstreamTask, build_model
-from d2v.finetune import predict, probe_scores
+from d2v.finetune import chance_scores, predict, probe_scores
 from d2v.metrics import summarize
-from d2v.modalities import downstream_task
-from d2v.runs.finetune import INITS, init_encoder, pretrain_summary, task_tags
+from d2v.pool import run_all, worker_count
+from d2v.runs.finetune import (
+    INITS,
+    device_and_bf16,
+    init_encoder,
+    load_task,
+    pretrain_summary,
+    task_tags,
+)
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-
-def probe_score(
-    task: DownstreamTask,
-    params: Params,
-    task_name: str,
-    init: str,
-    seed: int,
-    pretrained: Path,
-    device: torch.device,
-) -> dict[str, float]:
-    cfg = params.finetune[task_name]
-    encoder = init_encoder(task, init, seed, pretrained)
-    return probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
 
 
 def held_out_scores(
@@ -50,6 +43,37 @@ def held_out_scores(
     return scores
 
 
+def evaluate_one(
+    params: Params,
+    task_name: str,
+    prepared_dir: Path,
+    pretrained: Path,
+    finetuned: Path,
+    init: str,
+    seed: int,
+) -> dict[str, float]:
+    """One (init, seed): the fine-tuned model's held-out scores and, as `probe_<metric>`, a linear
+    probe's on the frozen initial encoder. Runs in a worker process."""
+    cfg = params.finetune[task_name]
+    task = load_task(params, task_name, prepared_dir)
+    device, _ = device_and_bf16()
+    model = build_model(task, task.build_encoder(), cfg)
+    state = torch.load(finetuned / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    scores = held_out_scores(task, model, cfg.eval_batch_size, device)
+    encoder = init_encoder(task, init, seed, pretrained)
+    probe = probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
+    scores.update({f"probe_{k}": v for k, v in probe.items()})
+    log.info(
+        "%s %s seed %d: %s",
+        task_name,
+        init,
+        seed,
+        ", ".join(f"{k} {v:.2f}" for k, v in scores.items()),
+    )
+    return scores
+
+
 def run_evaluate(
     params: Params,
     task_name: str,
@@ -59,43 +83,28 @@ def run_evaluate(
     metrics_path: Path,
 ) -> dict:
     cfg = params.finetune[task_name]
-    task = downstream_task(params, task_name, prepared_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    task = load_task(params, task_name, prepared_dir)
     tracker = Tracker(params.tracking)
     pre = pretrain_summary(pretrained)
     base_tags = task_tags("evaluate", params, task, pretrained)
     per_seed: dict[str, dict[str, list[float]]] = {i: {} for i in INITS}
+    runs = [(init, seed) for init in INITS for seed in params.seeds]
     with tracker.run(
         f"evaluate/{task_name}",
         tags=base_tags,
         params={"finetune": {task_name: cfg}, "seeds": params.seeds},
     ):
-        for init in INITS:
-            for seed in params.seeds:
-                model = build_model(task, task.build_encoder(), cfg)
-                model.load_state_dict(
-                    torch.load(
-                        finetuned / init / f"seed{seed}.pt", map_location="cpu", weights_only=True
-                    )
-                )
-                scores = held_out_scores(task, model, cfg.eval_batch_size, device)
-                probe = probe_score(task, params, task_name, init, seed, pretrained, device)
-                scores.update({f"probe_{k}": v for k, v in probe.items()})
-                for k, v in scores.items():
-                    per_seed[init].setdefault(k, []).append(v)
-                with tracker.run(
-                    f"evaluate/{task_name}/{init}/seed{seed}",
-                    nested=True,
-                    tags={**base_tags, "init": init, "seed": seed},
-                ):
-                    tracker.log_metrics(scores)
-                log.info(
-                    "%s %s seed %d: %s",
-                    task_name,
-                    init,
-                    seed,
-                    ", ".join(f"{k} {v:.2f}" for k, v in scores.items()),
-                )
+        jobs = [(params, task_name, prepared_dir, pretrained, finetuned, *run) for run in runs]
+        results = run_all(evaluate_one, jobs, worker_count(params.downstream_workers, len(jobs)))
+        for (init, seed), scores in zip(runs, results, strict=True):
+            for k, v in scores.items():
+                per_seed[init].setdefault(k, []).append(v)
+            with tracker.run(
+                f"evaluate/{task_name}/{init}/seed{seed}",
+                nested=True,
+                tags={**base_tags, "init": init, "seed": seed},
+            ):
+                tracker.log_metrics(scores)
         result: dict = {
             "task": task_name,
             "modality": task.modality.value,
@@ -106,6 +115,8 @@ def run_evaluate(
             "probe_label_fraction": cfg.probe.label_fraction,
             "pretrain_collapsed": bool(pre.get("collapsed", False)),
             "extra_evals": sorted(task.extra_evals),
+            # a predictor that ignores its input scores this: the floor of "not learning"
+            "chance": chance_scores(task, cfg.eval_batch_size),
             **task.notes,
             "per_seed": per_seed,
         }
@@ -116,5 +127,6 @@ def run_evaluate(
                 result[init][k] = s["mean"]
                 result[init][f"{k}_std"] = s["std"]
         tracker.log_metrics({f"{init}_{k}": v for init in INITS for k, v in result[init].items()})
+        tracker.log_metrics({f"chance_{k}": v for k, v in result["chance"].items()})
         write_json(metrics_path, result)
     return result

@@ -1,5 +1,6 @@
 """finetune@<task>: full fine-tuning of encoder + head on a label subset, from the pretrained
-encoder and from random init ("scratch") with the same budget, for every seed."""
+encoder and from random init ("scratch") with the same budget, for every seed. The (init, seed)
+runs are independent: `downstream_workers` processes share them (`d2v.pool`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from pathlib import Path
 import torch
 
 from d2v.atomic import atomic_path, write_json
-from d2v.config import Params, TaskConfig
+from d2v.config import INITS, Params, TaskConfig
 from d2v.distributed import bf16_supported
 from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
 from d2v.finetune import finetune, labeled_subset
 from d2v.modalities import downstream_task
+from d2v.params_io import fingerprint
+from d2v.pool import run_all, worker_count
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-INITS = ("pretrained", "scratch")
 
 
 def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -> Encoder:
@@ -51,16 +52,73 @@ def pretrain_summary(pretrained: Path) -> dict:
     return json.loads((pretrained / "summary.json").read_text())
 
 
+def load_task(params: Params, task_name: str, prepared_dir: Path) -> DownstreamTask:
+    """The task's data views, loaded once per process (a worker runs several seeds of a task)."""
+    key = fingerprint(params, task_name, str(prepared_dir))
+    if key not in _TASKS:
+        _TASKS[key] = downstream_task(params, task_name, prepared_dir)
+    return _TASKS[key]
+
+
+_TASKS: dict[str, DownstreamTask] = {}
+
+
+def device_and_bf16() -> tuple[torch.device, bool]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device, bf16_supported(device)
+
+
+def finetune_one(
+    params: Params,
+    task_name: str,
+    prepared_dir: Path,
+    pretrained: Path,
+    out_dir: Path,
+    init: str,
+    seed: int,
+) -> dict:
+    """One (init, seed) fine-tuning run, saved as out_dir/<init>/seed<seed>.pt; returns its
+    summary and the (step, metrics) history for the tracker. Runs in a worker process."""
+    cfg = params.finetune[task_name]
+    task = load_task(params, task_name, prepared_dir)
+    device, bf16 = device_and_bf16()
+    subset = labeled_subset(task, cfg.label_fraction, seed)
+    model = build_model(task, init_encoder(task, init, seed, pretrained), cfg)
+    batches = task.train_pass(subset, cfg.optim.batch_size, seed)
+    history: list[tuple[int, dict[str, float]]] = []
+    losses = finetune(
+        model,
+        lambda: batches,
+        cfg.optim,
+        device,
+        lambda metrics, step: history.append((step, dict(metrics))),
+        bf16,
+        desc=f"finetune {init} seed {seed}",
+        freeze_steps=cfg.freeze_steps,
+        # a scratch encoder has no pretrained layers to keep: full rate
+        layer_decay=cfg.layer_decay if init == "pretrained" else 1.0,
+    )
+    (out_dir / init).mkdir(exist_ok=True)
+    torch.save(model.state_dict(), out_dir / init / f"seed{seed}.pt")
+    log.info(
+        "finetuned %s seed %d on %d labels: train loss %.4f", init, seed, len(subset), losses[-1]
+    )
+    return {
+        "final_train_loss": losses[-1],
+        "labeled_examples": int(len(subset)),
+        "history": history,
+    }
+
+
 def run_finetune(
     params: Params, task_name: str, prepared_dir: Path, pretrained: Path, out_dir: Path
 ) -> dict:
     cfg: TaskConfig = params.finetune[task_name]
-    task = downstream_task(params, task_name, prepared_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bf16 = bf16_supported(device)
+    task = load_task(params, task_name, prepared_dir)
     tracker = Tracker(params.tracking)
     base_tags = task_tags("finetune", params, task, pretrained)
     summary: dict = {"task": task_name, "label_fraction": cfg.label_fraction, "runs": {}}
+    runs = [(init, seed) for init in INITS for seed in params.seeds]
     with (
         tracker.run(
             f"finetune/{task_name}",
@@ -70,40 +128,22 @@ def run_finetune(
         atomic_path(out_dir) as tmp,
     ):
         tmp.mkdir()
-        for init in INITS:
-            for seed in params.seeds:
-                subset = labeled_subset(task, cfg.label_fraction, seed)
-                model = build_model(task, init_encoder(task, init, seed, pretrained), cfg)
-                with tracker.run(
-                    f"finetune/{task_name}/{init}/seed{seed}",
-                    nested=True,
-                    tags={**base_tags, "init": init, "seed": seed, "labeled_examples": len(subset)},
-                ):
-                    batches = task.train_pass(subset, cfg.optim.batch_size, seed)
-                    losses = finetune(
-                        model,
-                        lambda b=batches: b,
-                        cfg.optim,
-                        device,
-                        tracker,
-                        bf16,
-                        desc=f"finetune {init} seed {seed}",
-                        freeze_steps=cfg.freeze_steps,
-                        # a scratch encoder has no pretrained layers to keep: full rate
-                        layer_decay=cfg.layer_decay if init == "pretrained" else 1.0,
-                    )
-                (tmp / init).mkdir(exist_ok=True)
-                torch.save(model.state_dict(), tmp / init / f"seed{seed}.pt")
-                summary["runs"][f"{init}/seed{seed}"] = {
-                    "final_train_loss": losses[-1],
-                    "labeled_examples": int(len(subset)),
-                }
-                log.info(
-                    "finetuned %s seed %d on %d labels: train loss %.4f",
-                    init,
-                    seed,
-                    len(subset),
-                    losses[-1],
-                )
+        jobs = [(params, task_name, prepared_dir, pretrained, tmp, *run) for run in runs]
+        results = run_all(finetune_one, jobs, worker_count(params.downstream_workers, len(jobs)))
+        for (init, seed), result in zip(runs, results, strict=True):
+            history = result.pop("history")
+            with tracker.run(
+                f"finetune/{task_name}/{init}/seed{seed}",
+                nested=True,
+                tags={
+                    **base_tags,
+                    "init": init,
+                    "seed": seed,
+                    "labeled_examples": result["labeled_examples"],
+                },
+            ):
+                for step, metrics in history:
+                    tracker.log_metrics(metrics, step=step)
+            summary["runs"][f"{init}/seed{seed}"] = result
         write_json(tmp / "summary.json", summary)
     return summary

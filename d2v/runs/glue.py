@@ -13,9 +13,8 @@ import logging
 from pathlib import Path
 
 from d2v.atomic import write_json
-from d2v.config import Modality, Params
+from d2v.config import INITS, Modality, Params
 from d2v.metrics import GLUE_AVERAGE_TASKS, glue_average, summarize
-from d2v.runs.finetune import INITS
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
