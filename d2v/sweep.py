@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from d2v.atomic import write_json
 from d2v.config import Modality, Params, SweepConfig, to_dict
 from d2v.distributed import init_distributed
+from d2v.failures import about
 from d2v.objective import run_trial
 from d2v.params_io import fingerprint
 from d2v.targets import resolve_top_k
@@ -43,9 +44,10 @@ def study_name(sweep: SweepConfig, params: Params, modality: Modality) -> str:
 
 
 def open_study(sweep: SweepConfig, name: str, storage: str) -> optuna.Study:
-    rdb = optuna.storages.RDBStorage(
-        storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
-    )
+    with about(f"Optuna storage {storage}"):
+        rdb = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
+        )
     sampler = (
         optuna.samplers.RandomSampler(seed=sweep.seed)
         if sweep.sampler == "random"

@@ -1,0 +1,172 @@
+"""Hostile inputs and faults thrown at the stages (issue 13): each one ends in exit code 2 and one
+line naming its subject (or a counted skip), and leaves no valid-looking output behind.
+
+The stages run in-process through `d2v.cli.main` in a temporary working directory: the same entry
+point the DVC stages call, without a child interpreter's start-up. Grow this module with every
+class of failure found.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from d2v.cli import main
+from tests.conftest import REPO
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def stage(capfd, *argv: str) -> str:
+    """Run `d2v <argv>`, assert it failed as expected (exit 2), return its one-line message."""
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    err = capfd.readouterr().err
+    assert e.value.code == 2, err
+    lines = [line for line in err.splitlines() if " d2v: " in line]
+    assert lines, err
+    assert "Traceback" not in err, err
+    return lines[-1].split(" d2v: ", 1)[1]
+
+
+def write_params(where: Path, edit=None) -> Path:
+    data = copy.deepcopy(PARAMS)
+    if edit:
+        edit(data)
+    path = where / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def no_outputs(where: Path) -> None:
+    """Nothing a later stage could take for a result: no data, models, metrics or reports."""
+    for out in ("data/prepared", "models", "metrics", "reports", "checkpoints"):
+        assert not (where / out).exists(), out
+
+
+# --- params: loaded strictly, every number checked, before any compute -------------------------
+
+
+def _drop(*keys: str):
+    def edit(data: dict) -> None:
+        node = data
+        for k in keys[:-1]:
+            node = node[k]
+        del node[keys[-1]]
+
+    return edit
+
+
+def _set(value, *keys: str):
+    def edit(data: dict) -> None:
+        node = data
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return edit
+
+
+def _no_bert_mask(data: dict) -> None:
+    """Selected tokens neither masked nor replaced: the student would see the unmasked input."""
+    data["pretrain"]["text"]["v1"]["mask"].update(mask_frac=0.0, random_frac=0.0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "subject"),
+    [
+        (_drop("pretrain"), "missing param pretrain"),
+        (_drop("pretrain", "vision", "v2", "optim"), "missing param pretrain.vision.v2.optim"),
+        (_drop("data", "vision", "limit_per_split"), "missing param data.vision.limit_per_split"),
+        (_set(-1, "data", "vision", "limit_per_split"), "data.vision.limit_per_split = -1"),
+        (_set(float("inf"), "pretrain", "vision", "v2", "optim", "lr"), "v2.optim.lr = inf"),
+        (_set(float("nan"), "pretrain", "text", "v1", "ema", "tau_end"), "v1.ema.tau_end = nan"),
+        (_set(0.001, "pretrain", "vision", "v2", "mask", "ratio"), "vision.v2.mask.ratio"),
+        (_no_bert_mask, "text.v1.mask.mask_frac"),
+        (_set(0.0, "pretrain", "text", "v1", "mask", "mask_frac"), None),  # random tokens: masks
+        (_set(1000, "pretrain", "speech", "v2", "mask", "length"), "speech.v2.mask.length"),
+        (_set(0, "sweep", "vision", "heartbeat_s"), "sweep.vision.heartbeat_s = 0"),
+        (_set(-3, "seed"), "seed = -3"),
+    ],
+)
+def test_bad_params_exit_2_naming_the_param(tmp_path, monkeypatch, capfd, edit, subject) -> None:
+    monkeypatch.chdir(tmp_path)
+    if subject is None:  # the control: a sound edit of the same kind loads
+        from d2v.params_io import read_params
+
+        write_params(tmp_path, edit)
+        read_params(tmp_path / "params.yaml")
+        return
+    write_params(tmp_path, edit)
+    assert subject in stage(capfd, "prepare", "vision")  # the same params check in every stage
+    no_outputs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "subject"),
+    [
+        ("", "params.yaml is empty"),
+        ("seed: 0\nseeds: [0, 1\nmodel: {}\n", "params.yaml: invalid YAML at line 3"),
+        ("- 1\n- 2\n", "<root>"),
+        (None, "params.yaml is not a file"),  # a folder
+    ],
+)
+def test_unreadable_params_file_exit_2_naming_file_and_line(
+    tmp_path, monkeypatch, capfd, content, subject
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if content is None:
+        (tmp_path / "params.yaml").mkdir()
+    else:
+        (tmp_path / "params.yaml").write_text(content)
+    assert subject in stage(capfd, "prepare", "vision")
+    no_outputs(tmp_path)
+
+
+def test_unknown_override_key_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "params.yaml"
+    msg = stage(capfd, "params", "--conf", str(REPO / "conf"), "--out", str(out), "seeed=1")
+    assert "unknown param seeed" in msg
+    assert not out.exists()
+
+
+# --- the CLI boundary: outputs, stores and storages -------------------------------------------
+
+
+def test_unwritable_output_exit_2_naming_the_path(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    msg = stage(capfd, "params", "--conf", str(REPO / "conf"), "--out", "blocker/params.yaml")
+    assert "blocker" in msg
+    assert (tmp_path / "blocker").read_text().startswith("a file")
+
+
+def test_corrupt_tracking_store_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    (tmp_path / "mlruns.db").write_bytes(b"not a database, " * 512)
+    msg = stage(capfd, "report")
+    assert "MLflow tracking store sqlite:///mlruns.db" in msg and "not a database" in msg
+    no_outputs(tmp_path)
+
+
+def test_corrupt_study_storage_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sweep.db").write_bytes(b"not a database, " * 512)
+    msg = stage(capfd, "sweep", "vision")
+    assert "Optuna storage sqlite:///data/sweep.db" in msg
+    no_outputs(tmp_path)
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("")
+    with pytest.raises(SystemExit):
+        main(["prepare", "vision", "--debug"])
+    assert "Traceback" in capfd.readouterr().err
