@@ -170,3 +170,87 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch, capfd) -> None:
     with pytest.raises(SystemExit):
         main(["prepare", "vision", "--debug"])
     assert "Traceback" in capfd.readouterr().err
+
+
+# --- archives: one extraction policy ----------------------------------------------------------
+
+
+def _tar(path: Path, entries: list[tuple[str, str, bytes | str]], mode: str = "w") -> Path:
+    """entries: (name, kind 'file' | 'dir' | 'sym', data or link target)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, mode) as tar:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, str(payload)
+                tar.addfile(info)
+            else:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("entries", "subject"),
+    [
+        (  # each link harmless when written; x/y -> .. then makes `l` (x/y/../..) climb out
+            [("x", "dir", b""), ("l", "sym", "x/y/../.."), ("x/y", "sym", "..")],
+            "link 'l'",
+        ),
+        ([("a", "dir", b""), ("a", "file", b"now a file")], "entry 'a'"),
+        ([("a", "file", b"a file"), ("a/b", "file", b"under a file")], "entry 'a/b'"),
+    ],
+)
+def test_hostile_tar_refused_naming_the_entry(tmp_path, entries, subject) -> None:
+    from d2v.data.archive import safe_extract_tar
+    from d2v.data.errors import DataError
+
+    tar = _tar(tmp_path / "hostile.tar", entries)
+    with pytest.raises(DataError, match="refusing") as e:
+        safe_extract_tar(tar, tmp_path / "out")
+    assert subject in str(e.value) and "hostile.tar" in str(e.value)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["hostile.tar"]  # no temporary left
+
+
+def test_decompression_bomb_refused(tmp_path) -> None:
+    from d2v.data.archive import ExtractLimits, safe_extract_tar, safe_extract_zip
+    from d2v.data.errors import DataError
+
+    limits = ExtractLimits(max_ratio=50, ratio_after=1 << 20)  # the defaults, scaled down
+    zeros = bytes(8 << 20)  # 8 MiB of zeros: ~1000x under gzip
+    tar = _tar(tmp_path / "bomb.tar.gz", [("zeros", "file", zeros)], "w:gz")
+    with pytest.raises(DataError, match="entry 'zeros' in .*bomb.tar.gz: decompresses over 50x"):
+        safe_extract_tar(tar, tmp_path / "out", limits=limits)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros", zeros)
+    with pytest.raises(DataError, match="entry 'zeros' in .*bomb.zip: decompresses over 50x"):
+        safe_extract_zip(tmp_path / "bomb.zip", tmp_path / "out", limits=limits)
+    small = ExtractLimits(max_member_bytes=1 << 20)
+    with pytest.raises(DataError, match="entry 'zeros' .* over 0.0009765"):
+        safe_extract_tar(tar, tmp_path / "out", limits=small)
+    assert not (tmp_path / "out").exists()
+    # the same content within bounds extracts
+    safe_extract_tar(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "zeros").stat().st_size == len(zeros)
+
+
+def test_gzip_idx_that_announces_a_bomb_refused_before_reading(tmp_path) -> None:
+    import gzip
+    import struct
+
+    from d2v.data.errors import DataError
+    from d2v.data.fashion_mnist import read_idx
+
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 60000, 4096, 4096)  # 1 TB of pixels
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz announces"):
+        read_idx(path)
