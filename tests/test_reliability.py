@@ -254,3 +254,101 @@ def test_gzip_idx_that_announces_a_bomb_refused_before_reading(tmp_path) -> None
     path.write_bytes(gzip.compress(header + bytes(1000)))
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz announces"):
         read_idx(path)
+
+
+# --- data: one validity policy where data enters ----------------------------------------------
+
+
+def _speech_raw(root: Path, waves: dict[str, object], trans: dict[Path, str]) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    for rel, wave in waves.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / rel, np.asarray(wave, np.float32), 16000, "FLOAT")
+    for rel, text in trans.items():
+        (root / rel).write_text(text)
+    return root
+
+
+def _tone(n: int = 8000):
+    import numpy as np
+
+    return 0.2 * np.sin(np.arange(n) / 5.0)
+
+
+def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path) -> None:
+    import numpy as np
+
+    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.errors import DataError
+
+    bad = _tone()
+    bad[100], bad[200] = np.nan, np.inf
+    raw = _speech_raw(
+        tmp_path / "raw",
+        {"train/7/1/7-1-0000.wav": _tone(), "train/7/1/7-1-0001.wav": bad},
+        {Path("train/7/1/7-1.trans.txt"): "7-1-0000 HELLO\n7-1-0001 WORLD\n"},
+    )
+    meta = prepare_speech(raw, tmp_path / "out", {"train": ["train"]}, workers=1, eval_splits=[])
+    assert meta["skipped"]["by_reason"] == {"non_finite": 1}
+    assert meta["splits"]["train"]["utterances"] == 1
+    with pytest.raises(DataError, match=r"2 non-finite samples .* in .*7-1-0001\.wav"):
+        prepare_speech(raw, tmp_path / "failed", {"train": ["train"]}, on_corrupt="fail", workers=1)
+    assert not (tmp_path / "failed").exists()
+
+
+def test_duplicate_utterance_ids_refused_naming_them(tmp_path) -> None:
+    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.errors import DataError
+
+    raw = _speech_raw(  # the same id under two speakers' folders
+        tmp_path / "raw",
+        {"train/7/1/7-1-0000.wav": _tone(), "train/8/1/7-1-0000.wav": _tone()},
+        {
+            Path("train/7/1/7-1.trans.txt"): "7-1-0000 HELLO\n",
+            Path("train/8/1/7-1.trans.txt"): "7-1-0000 HELLO AGAIN\n",
+        },
+    )
+    with pytest.raises(DataError, match=r"duplicate utterance ids .* 7-1-0000 \(.*train/7/1"):
+        prepare_speech(raw, tmp_path / "out", {"train": ["train"]}, workers=1, eval_splits=[])
+    assert not (tmp_path / "out").exists()
+
+
+def test_16_bit_greyscale_image_is_scaled_not_saturated(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from d2v.data.image_folder import load_image
+
+    ramp = np.tile(np.arange(0, 65536, 2048, dtype=np.uint16), (32, 1))  # 32 x 32, 0 .. 63488
+    Image.fromarray(ramp).save(tmp_path / "wide.png")
+    pixels = load_image(tmp_path / "wide.png", 32, 1)[..., 0]
+    assert np.array_equal(pixels, (ramp >> 8).astype(np.uint8))  # saturated: all 255 past 255
+
+
+def test_enormous_tsv_row_is_skipped_without_holding_it(tmp_path) -> None:
+    from d2v.data.errors import DataError
+    from d2v.data.glue import read_glue_tsv
+    from d2v.data.lines import MAX_LINE_BYTES
+
+    path = tmp_path / "train.tsv"
+    with open(path, "w") as f:
+        f.write("sentence\tlabel\nfine\t1\n")
+        f.write("x" * (3 * MAX_LINE_BYTES) + "\t0\n")
+        f.write("also fine\t0\n")
+    examples, stats = read_glue_tsv(path, "sst2")
+    assert [e.text_a for e in examples] == ["fine", "also fine"]
+    assert stats["skipped"] == {"too_long": 1} and stats["bad_rows"][0].startswith(f"{path}:3:")
+    with pytest.raises(DataError, match=rf"{path}:3: a row over"):
+        read_glue_tsv(path, "sst2", on_bad_row="fail")
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xff\xfe\xfa\n\xc3\x28\n"])
+def test_empty_or_undecodable_corpus_refused_naming_the_file(tmp_path, content) -> None:
+    from d2v.data.errors import DataError
+    from d2v.runs.download import copy_local_corpus
+
+    (tmp_path / "corpus.txt").write_bytes(content)
+    with pytest.raises(DataError, match=r"corpus .*corpus\.txt has no documents"):
+        copy_local_corpus(str(tmp_path / "corpus.txt"), tmp_path / "out")
