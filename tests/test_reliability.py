@@ -352,3 +352,64 @@ def test_empty_or_undecodable_corpus_refused_naming_the_file(tmp_path, content) 
     (tmp_path / "corpus.txt").write_bytes(content)
     with pytest.raises(DataError, match=r"corpus .*corpus\.txt has no documents"):
         copy_local_corpus(str(tmp_path / "corpus.txt"), tmp_path / "out")
+
+
+# --- faults: killed writers, unfinished trials -------------------------------------------------
+
+
+def test_killed_writers_temporaries_removed_on_the_next_run(tmp_path) -> None:
+    import os
+
+    from d2v.atomic import write_json
+
+    dead = tmp_path / ".out.json.999999999.abc.tmp"  # a pid no process has
+    old_style = tmp_path / ".out.json.k3jx_q.tmp"
+    live = tmp_path / f".out.json.{os.getpid()}.xyz.tmp"  # a live writer's: kept
+    for d in (dead, old_style, live):
+        (d / "out.json").mkdir(parents=True)
+    write_json(tmp_path / "out.json", {"ok": True})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
+
+
+def test_sweep_with_a_trial_still_running_is_not_summarized(tmp_path) -> None:
+    import optuna
+
+    from d2v.config import SweepConfig
+    from d2v.data.errors import DataError
+    from d2v.sweep import refuse_unfinished
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    study.tell(study.ask(), 1.0)
+    study.ask()  # trial 1: a worker holds it
+    with pytest.raises(DataError, match=r"study s: trials \[1\] not finished"):
+        refuse_unfinished(study, SweepConfig())
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog) -> None:
+    import torch
+
+    from d2v.checkpoint import load_checkpoint
+
+    class Engine:  # DeepSpeed's load_checkpoint contract, without an engine
+        def load_checkpoint(self, load_dir: str, tag: str):
+            return f"{load_dir}/{tag}", {"step": int(tag.removeprefix("step"))}
+
+    class Teacher:
+        state = None
+
+        def load_state_dict(self, state) -> None:
+            self.state = state
+
+    for step in (10, 20):
+        tag = tmp_path / f"step{step:08d}"
+        tag.mkdir()
+        torch.save({"teacher": {"w": step}, "step": step, "state": {}}, tag / "teacher.pt")
+    latest = tmp_path / "step00000020" / "teacher.pt"
+    latest.write_bytes(latest.read_bytes()[:40])  # killed mid-copy
+    (tmp_path / "latest").write_text("step00000020")
+    teacher = Teacher()
+    assert load_checkpoint(Engine(), teacher, tmp_path) == (10, {})
+    assert teacher.state == {"w": 10}
+    assert (
+        "step00000020 unreadable" in caplog.text and "falling back to step00000010" in caplog.text
+    )
