@@ -9,6 +9,7 @@ a complete checkpoint.
 from __future__ import annotations
 
 import logging
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from d2v.atomic import atomic_path
+from d2v.data.errors import DataError
 from d2v.teacher import EMATeacher
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,39 @@ def save_checkpoint(
 
 
 def load_checkpoint(engine: Any, teacher: EMATeacher, ckpt_dir: Path) -> tuple[int, dict[str, Any]]:
-    """Restore the latest complete checkpoint; returns (steps done, loop state), (0, {}) if none."""
+    """Restore the newest checkpoint that loads; returns (steps done, loop state), (0, {}) if none.
+
+    The tag `latest` names is tried first, then the older ones kept: a checkpoint truncated by a
+    full disk or a kill while its files were copied is skipped, saying so, for the one before it.
+    """
     if not (ckpt_dir / "latest").exists():
         return 0, {}
-    path, client = engine.load_checkpoint(str(ckpt_dir))
-    if path is None:
-        return 0, {}
-    tag = (ckpt_dir / "latest").read_text().strip()
+    latest = (ckpt_dir / "latest").read_text().strip()
+    older = sorted((p.name for p in ckpt_dir.glob("step*") if p.is_dir()), reverse=True)
+    tags = [latest, *(t for t in older if t < latest)]
+    for i, tag in enumerate(tags):
+        try:
+            return _load_tag(engine, teacher, ckpt_dir, tag)
+        except _UNREADABLE as e:
+            nxt = f"falling back to {tags[i + 1]}" if i + 1 < len(tags) else "none left"
+            log.warning("checkpoint %s unreadable (%s): %s", ckpt_dir / tag, _short(e), nxt)
+    raise DataError(f"no loadable checkpoint in {ckpt_dir} (tried {', '.join(tags)})")
+
+
+_UNREADABLE = (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError)
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__
+
+
+def _load_tag(
+    engine: Any, teacher: EMATeacher, ckpt_dir: Path, tag: str
+) -> tuple[int, dict[str, Any]]:
     saved = torch.load(ckpt_dir / tag / "teacher.pt", map_location="cpu", weights_only=False)
+    path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
+    if path is None:
+        raise RuntimeError(f"DeepSpeed found no engine state under {tag}")
     teacher.load_state_dict(saved["teacher"])
     step = int(client["step"])
     if saved["step"] != step:

@@ -1,7 +1,9 @@
 """The `d2v` command: one subcommand per pipeline stage (the DVC stages call these), plus `params`.
 
-Bad params and bad data end the command with exit code 2 and a one-line reason naming the param
-or the file, before any compute where the params are at fault.
+Every expected failure (bad params, bad data, an output that cannot be written, a store that
+refuses) ends the command with exit code 2 and a one-line reason naming the param, the file or the
+store, before any compute where the params are at fault; `--debug` adds the traceback
+(d2v/failures.py). A collapsed run exits 3.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from d2v.collapse import CollapseError
 from d2v.config import ConfigError, Modality
 from d2v.data.errors import DataError
+from d2v.failures import EXIT_EXPECTED, about, expected_failure, format_traceback
 
 log = logging.getLogger("d2v")
 
@@ -27,10 +30,15 @@ def _modality(value: str) -> Modality:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="d2v", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="tracebacks of expected failures")
+    p = argparse.ArgumentParser(prog="d2v", description=__doc__, parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("params", help="compose conf/ into params.yaml (as `dvc exp run` does)")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    c = command("params", help="compose conf/ into params.yaml (as `dvc exp run` does)")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mini seed=1")
     c.add_argument("--conf", default="conf")
     c.add_argument("--out", default="params.yaml")
@@ -40,15 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("prepare", "decode raw data into shards"),
         ("pretrain", "data2vec pretraining through DeepSpeed"),
     ):
-        c = sub.add_parser(name, help=what)
+        c = command(name, help=what)
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
-    c = sub.add_parser("bench", help="data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy")
+    c = command("bench", help="data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
 
-    c = sub.add_parser("report", help="comparison report from the MLflow store alone")
+    c = command("report", help="comparison report from the MLflow store alone")
     c.add_argument("--params", default="params.yaml", help="for the tracking param, if present")
     c.add_argument("--experiment", default=None, help="MLflow experiment (default: the param)")
     c.add_argument(
@@ -66,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--glue", default="metrics/glue.json")
     c.add_argument("--report", default="reports/report.html")
 
-    c = sub.add_parser("glue", help="GLUE table and average from the text tasks' evaluations")
+    c = command("glue", help="GLUE table and average from the text tasks' evaluations")
     c.add_argument("--params", default="params.yaml")
 
-    c = sub.add_parser("sweep", help="Optuna study over tau, mask rate and K")
+    c = command("sweep", help="Optuna study over tau, mask rate and K")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
     c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
@@ -79,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("finetune", "fine-tune pretrained and scratch encoders"),
         ("evaluate", "score fine-tuned models and linear probes"),
     ):
-        c = sub.add_parser(name, help=what)
+        c = command(name, help=what)
         c.add_argument("task")
         c.add_argument("--params", default="params.yaml")
     return p
@@ -98,15 +106,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         from d2v.tracking import tracking_uri
 
         cfg = read_params(args.params).tracking if Path(args.params).exists() else TrackingConfig()
-        path = build_report(
-            tracking_uri(cfg),
-            args.experiment or cfg.experiment,
-            Path(args.out),
-            args.filter,
-            args.compare,
-            Path(args.eval_dir),
-            Path(args.glue),
-        )
+        uri = tracking_uri(cfg)
+        with about(f"MLflow tracking store {uri}"):
+            path = build_report(
+                uri,
+                args.experiment or cfg.experiment,
+                Path(args.out),
+                args.filter,
+                args.compare,
+                Path(args.eval_dir),
+                Path(args.glue),
+            )
         log.info("report: %s", path)
         return
     if args.command == "headline":
@@ -234,17 +244,22 @@ def _seed_counts(eval_dir: Path) -> list[int]:
 def main(argv: list[str] | None = None) -> None:
     from d2v.logs import setup_logging
 
-    setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         run(args, argv)
-    except (ConfigError, DataError, FileNotFoundError) as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
     except CollapseError as e:
         log.error("%s", e)
         raise SystemExit(3) from None
+    except Exception as e:
+        message = expected_failure(e)
+        if message is None:
+            raise  # a bug: keep the traceback
+        if args.debug:
+            log.error("%s", format_traceback(e).rstrip())
+        log.error("%s", message)
+        raise SystemExit(EXIT_EXPECTED) from None
 
 
 if __name__ == "__main__":

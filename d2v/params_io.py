@@ -9,35 +9,74 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from d2v.config import Params, load_params, to_dict
+from d2v.config import ConfigError, Params, load_params, to_dict
 
 log = logging.getLogger(__name__)
 
 
 def read_params(path: str | Path = "params.yaml") -> Params:
-    """Load and validate a params file; raises ConfigError naming a bad param."""
+    """Load and validate a params file; raises ConfigError naming the file (and line) or the
+    bad param."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"params file {path} not found (run `make params` to compose it)")
-    return load_params(yaml.safe_load(path.read_text()) or {})
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "not found"
+        raise ConfigError(f"params file {path} {what} (compose it with `d2v params`)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file {path}: {_yaml_error(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"params file {path} unreadable: {e}") from None
+    if not data:
+        raise ConfigError(f"params file {path} is empty (compose it with `d2v params`)")
+    return load_params(data)
+
+
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """`line L, column C: problem` in one line (PyYAML's message spans several)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def compose(config_dir: str | Path = "conf", overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose conf/config.yaml with Hydra overrides (`model=mini`, `a.b=c`) into plain data."""
+    """Compose conf/config.yaml with Hydra overrides (`model=mini`, `a.b=c`) into plain data;
+    composition errors (unknown key or group option, bad override syntax, bad YAML in conf/)
+    become one-line ConfigErrors."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
+    try:
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config in {config_dir}: {_yaml_error(e)}") from None
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_composition_error(str(e), config_dir)) from None
     return OmegaConf.to_container(cfg)  # type: ignore[return-value]
+
+
+def _composition_error(message: str, config_dir: str | Path) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else "composition failed"
+    unknown = re.match(r"Could not override '([^']+)'", first)
+    if unknown:
+        return f"unknown param {unknown.group(1)}: not in {config_dir}/ (override refused)"
+    detail = [x for x in lines[1:] if not x.startswith(("Config search path", "provider="))]
+    return f"config in {config_dir}: " + "; ".join([first, *detail[:6]])
 
 
 def dump_composed(

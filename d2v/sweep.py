@@ -24,7 +24,9 @@ from optuna.trial import TrialState
 
 from d2v.atomic import write_json
 from d2v.config import Modality, Params, SweepConfig, to_dict
+from d2v.data.errors import DataError
 from d2v.distributed import init_distributed
+from d2v.failures import about
 from d2v.objective import run_trial
 from d2v.params_io import fingerprint
 from d2v.targets import resolve_top_k
@@ -43,9 +45,10 @@ def study_name(sweep: SweepConfig, params: Params, modality: Modality) -> str:
 
 
 def open_study(sweep: SweepConfig, name: str, storage: str) -> optuna.Study:
-    rdb = optuna.storages.RDBStorage(
-        storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
-    )
+    with about(f"Optuna storage {storage}"):
+        rdb = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
+        )
     sampler = (
         optuna.samplers.RandomSampler(seed=sweep.seed)
         if sweep.sampler == "random"
@@ -220,7 +223,9 @@ def run_sweep(
         codes = [p.wait() for p in procs]
         if any(codes):
             log.warning("worker exit codes %s", codes)
-    summary = summarize(optuna.load_study(study_name=name, storage=storage), sweep, modality)
+    study = optuna.load_study(study_name=name, storage=storage)
+    refuse_unfinished(study, sweep)
+    summary = summarize(study, sweep, modality)
     summary.update(storage_kind=storage.split(":")[0].split("+")[0], study_name=name)
     with tracker.run("", run_id=parent):
         tracker.log_metrics({f"trials_{k.lower()}": v for k, v in summary["states"].items()})
@@ -230,6 +235,22 @@ def run_sweep(
         tracker.log_text(json.dumps(summary, indent=2, default=str), "sweep.json")
     write_json(out_json, summary)
     return summary
+
+
+def refuse_unfinished(study: optuna.Study, sweep: SweepConfig) -> None:
+    """A summary is written only for a study whose trials all finished: a trial still RUNNING
+    (a live worker elsewhere, or a dead one within the heartbeat grace period) or WAITING is not
+    a result yet."""
+    open_trials = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.RUNNING, TrialState.WAITING)
+    ]
+    if open_trials:
+        raise DataError(
+            f"study {study.study_name}: trials {open_trials} not finished (a worker still runs, or "
+            f"died under grace_s={sweep.grace_s} s ago); re-run the sweep to resume them"
+        )
 
 
 def summarize(study: optuna.Study, sweep: SweepConfig, modality: Modality) -> dict:

@@ -4,6 +4,7 @@ a bad param and its allowed range."""
 from __future__ import annotations
 
 import enum
+from dataclasses import field
 from typing import Any
 
 
@@ -42,6 +43,11 @@ def check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
 
 
+def check_limit(value: int | None, name: str) -> None:
+    """A smoke-test cap on items read: unset (None) or at least one."""
+    check(value is None or value >= 1, name, value, "null (no limit) or >= 1")
+
+
 def check_budget(cfg: Any, p: str) -> None:
     """The checks every optimizer config shares."""
     check(cfg.steps >= 1, f"{p}.steps", cfg.steps, ">= 1")
@@ -54,3 +60,8 @@ def check_budget(cfg: Any, p: str) -> None:
         f"[0, steps={cfg.steps}]",
     )
     check(cfg.weight_decay >= 0, f"{p}.weight_decay", cfg.weight_decay, ">= 0")
+
+
+def signed(default: Any) -> Any:
+    """A numeric field that may be negative (every other number in params must be >= 0)."""
+    return field(default=default, metadata={"signed": True})

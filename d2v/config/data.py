@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from d2v.config.base import check
+from d2v.config.base import check, check_limit
 
 
 @dataclass
@@ -31,6 +31,8 @@ class VisionDataConfig:
         check(
             self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail"
         )
+        check_limit(self.limit_classes, f"{p}.limit_classes")
+        check_limit(self.limit_per_split, f"{p}.limit_per_split")
         if self.source == "imagenet":
             check(
                 bool(self.imagenet_dir),
@@ -121,6 +123,7 @@ class SpeechDataConfig:
             self.on_corrupt in ("skip", "fail"), f"{p}.on_corrupt", self.on_corrupt, "skip or fail"
         )
         check(self.workers >= 1, f"{p}.workers", self.workers, ">= 1")
+        check_limit(self.limit_per_split, f"{p}.limit_per_split")
 
 
 GLUE_TASK_NAMES = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
@@ -168,6 +171,7 @@ class TextDataConfig:
             self.on_bad_row in ("skip", "fail"), f"{p}.on_bad_row", self.on_bad_row, "skip or fail"
         )
         check(0 <= self.task_adaptive <= 100, f"{p}.task_adaptive", self.task_adaptive, "[0, 100]")
+        check_limit(self.limit_docs, f"{p}.limit_docs")
         if self.source == "glue":
             check(
                 bool(self.corpus_path),

@@ -55,6 +55,12 @@ class TokenMaskConfig:
             self.random_frac,
             f"[0, 1 - mask_frac={1 - self.mask_frac:g}]",
         )
+        check(
+            self.mask_frac + self.random_frac > 0,  # else the student sees the unmasked input
+            f"{p}.mask_frac",
+            self.mask_frac,
+            "> 0 when random_frac = 0 (a mask must change the student's input)",
+        )
         check(self.span >= 1, f"{p}.span", self.span, ">= 1")
 
 

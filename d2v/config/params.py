@@ -1,11 +1,16 @@
-"""The whole composed `params.yaml` as typed configs: built from plain data (unknown keys and
-wrong types refused, naming the param), validated before any compute, and turned back into plain
-data for saving and tracking."""
+"""The whole composed `params.yaml` as typed configs: built from plain data (unknown keys, missing
+sections and wrong types refused, naming the param), validated before any compute, and turned back
+into plain data for saving and tracking.
+
+Two rules hold for every field, before each section's own ranges: the file says every section
+itself (a missing one would silently train on the code defaults, which differ from conf/), and
+every number is finite and >= 0 unless its field is declared `signed`."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -75,30 +80,56 @@ class Params:
 T = TypeVar("T")
 
 
-def from_dict(cls: type[T], data: Any, path: str = "") -> T:
-    """Build dataclass `cls` from nested dicts, refusing unknown keys and values of the wrong type."""
+def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) -> T:
+    """Build dataclass `cls` from nested dicts, refusing unknown keys, missing keys and values of
+    the wrong type. `complete`: every field must be given; otherwise (the entries of a keyed
+    collection such as `finetune.<task>`) leaf values may take their defaults, sections may not."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid param {path or '<root>'} = {data!r}: allowed a mapping")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    where = f"{path}." if path else ""
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(fields)}")
+    for name in fields:
+        if name not in data and (complete or _is_section(hints[name])):
+            raise ConfigError(
+                f"missing param {where}{name}: params.yaml must set it "
+                "(compose it with `d2v params`; code defaults are not used)"
+            )
+    kwargs = {
+        k: _coerce(hints[k], v, f"{where}{k}", fields[k].metadata.get("signed", False), complete)
+        for k, v in data.items()
+    }
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
+def _is_section(tp: Any) -> bool:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
+
+
+def _number(value: float, path: str, signed: bool) -> None:
+    """The rule every numeric param obeys, whatever its section: finite, and >= 0 unless signed."""
+    if not math.isfinite(value):
+        raise ConfigError(f"invalid param {path} = {value!r}: allowed a finite number")
+    if value < 0 and not signed:
+        raise ConfigError(f"invalid param {path} = {value!r}: allowed >= 0")
+
+
+def _coerce(tp: Any, value: Any, path: str, signed: bool = False, complete: bool = True) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, path)
+        return _coerce(inner, value, path, signed, complete)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
+        return from_dict(tp, value, path, complete)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)
@@ -111,20 +142,23 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"invalid param {path} = {value!r}: allowed a list")
-        return [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(inner, v, f"{path}[{i}]", signed, complete) for i, v in enumerate(value)]
     if origin is dict:
         _, inner = typing.get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"invalid param {path} = {value!r}: allowed a mapping")
-        return {k: _coerce(inner, v, f"{path}.{k}") for k, v in value.items()}
+        # keyed records (tasks, sweep dims) are the user's own: their leaves may take defaults
+        return {k: _coerce(inner, v, f"{path}.{k}", signed, False) for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if tp in (int, float, str, bool) and not (
         isinstance(value, tp) and not (tp is int and isinstance(value, bool))
     ):
         raise ConfigError(
             f"invalid param {path} = {value!r}: allowed a value of type {tp.__name__}"
         )
+    if tp in (int, float):
+        _number(value, path, signed)
     return value
 
 
@@ -141,6 +175,8 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_params(data: dict) -> Params:
+def load_params(data: Any) -> Params:
     """Typed, validated params from the composed dict; raises ConfigError before any compute."""
+    if not data:
+        raise ConfigError("params are empty: compose params.yaml with `d2v params`")
     return from_dict(Params, data).validate()

@@ -113,6 +113,19 @@ class VisionPretrainConfig(PretrainCommon):
         )
         check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
         self.validate_common(p, model)
+        # on the patch grid, each method's mask must hide some patches and keep some
+        tokens = (image_size // self.patch_size) ** 2
+        r1, r2 = self.v1.mask.ratio, self.v2.mask.ratio
+        for method, ratio, masked in (
+            ("v1", r1, round(r1 * tokens)),  # masking.block_mask's exact count
+            ("v2", r2, tokens - round((1 - r2) * tokens)),  # inverse_block_mask keeps the rest
+        ):
+            check(
+                0 < masked < tokens,
+                f"{p}.{method}.mask.ratio",
+                ratio,
+                f"a share that masks 1 to {tokens - 1} of the {tokens} patches",
+            )
 
 
 # --- speech -------------------------------------------------------------------------------
@@ -212,6 +225,25 @@ class SpeechPretrainConfig(PretrainCommon):
         )
         check(self.crop_seconds >= 0.5, f"{p}.crop_seconds", self.crop_seconds, ">= 0.5")
         self.validate_common(p, model)
+        # a span as long as the crop leaves nothing unmasked to predict from (or cannot be placed)
+        frames = int(self.crop_seconds * self.frame_rate())
+        for method in ("v1", "v2"):
+            mask = getattr(self, method).mask
+            check(
+                mask.length < frames,
+                f"{p}.{method}.mask.length",
+                mask.length,
+                f"< {frames} frames (crop_seconds={self.crop_seconds:g})",
+            )
+
+    def frame_rate(self) -> float:
+        """Encoder frames per second of audio."""
+        if self.frontend == "fbank":
+            return 100 / self.fbank_stack  # 10 ms hop
+        stride = 1
+        for s in self.conv_strides:
+            stride *= s
+        return 16000 / stride
 
 
 # --- text ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from d2v.config.base import check
+from d2v.config.base import check, signed
 
 
 @dataclass
@@ -14,8 +14,8 @@ class SweepDim:
 
     param: str  # dotted params path, set as a Hydra override
     scale: str = "linear"
-    low: float | None = None
-    high: float | None = None  # int scale: None = the model depth
+    low: float | None = signed(None)  # a searched param may be negative
+    high: float | None = signed(None)  # int scale: None = the model depth
     choices: list[str] | None = None
     enabled: bool = True
 
@@ -65,6 +65,14 @@ class SweepConfig:
         pruners = ("median", "hyperband", "successive_halving", "none")
         check(self.pruner in pruners, f"{p}.pruner", self.pruner, "one of " + ", ".join(pruners))
         check(self.report_every >= 1, f"{p}.report_every", self.report_every, ">= 1")
+        # a zero beat makes Optuna fail; a grace within one beat fails live trials as dead
+        check(self.heartbeat_s >= 1, f"{p}.heartbeat_s", self.heartbeat_s, ">= 1")
+        check(
+            self.grace_s > self.heartbeat_s,
+            f"{p}.grace_s",
+            self.grace_s,
+            f"> heartbeat_s={self.heartbeat_s}",
+        )
         check(
             0 < self.probe_label_fraction <= 1,
             f"{p}.probe_label_fraction",

@@ -2,9 +2,13 @@
 
 A tar from outside is untrusted: every entry is checked before it is written, and the whole
 extraction goes to a temporary folder that is renamed onto the target only when it is complete.
-Refused: absolute paths, `..` components, links (soft or hard) that resolve outside the target,
-device files and fifos. Tars are read as streams (one sequential pass), which also lets a tar
-nested in another tar (ImageNet's train archive: one tar per class) be extracted without a copy.
+Refused: absolute paths, `..` components, links (soft or hard) that resolve outside the target
+(each link is checked when written and every link again against the finished tree, since a later
+entry can change where an earlier link leads), device files and fifos, an entry that is a folder
+and then a file (or the reverse), and output beyond `ExtractLimits` (total and per-member
+decompressed bytes, and the decompressed/compressed ratio: a small archive must not fill the disk).
+Tars are read as streams (one sequential pass), which also lets a tar nested in another tar
+(ImageNet's train archive: one tar per class) be extracted without a copy.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import hashlib
 import logging
 import os
 import posixpath
-import shutil
 import tarfile
 import zlib
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +35,60 @@ log = logging.getLogger(__name__)
 _CHUNK = 4 << 20
 _PROGRESS_MIN_BYTES = 256 << 20  # a progress bar only where hashing takes more than a moment
 _TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """What one extraction may write. The defaults pass the full datasets (ImageNet's train tar:
+    138 GB of ~110 KB JPEGs, stored uncompressed; LibriSpeech 960 h: ~60 GB of FLAC) and refuse
+    decompression bombs (ratios of 1000 and more)."""
+
+    max_total_bytes: int = 2 << 40  # 2 TiB
+    max_member_bytes: int = 64 << 30  # 64 GiB
+    max_ratio: float = 200.0  # decompressed / compressed bytes, checked past `ratio_after`
+    ratio_after: int = 64 << 20  # small outputs may be very compressible (a folder of zeros)
+
+
+DEFAULT_LIMITS = ExtractLimits()
+GiB = 1 << 30
+
+
+class _Budget:
+    """Counts the bytes an extraction writes against its limits, and the bytes it read."""
+
+    def __init__(self, limits: ExtractLimits, archive: str, source: IO[bytes] | None = None):
+        self.limits, self.archive, self.source = limits, archive, source
+        self.total = 0
+        self.start = _tell(source)
+
+    def add(self, member: str, member_bytes: int, n: int, compressed: int | None = None) -> None:
+        self.total += n
+        lim, where = self.limits, f"entry {member!r} in {self.archive}"
+        if member_bytes > lim.max_member_bytes:
+            raise DataError(f"refusing {where}: over {lim.max_member_bytes / GiB:g} GiB")
+        if self.total > lim.max_total_bytes:
+            raise DataError(f"refusing {where}: total over {lim.max_total_bytes / GiB:g} GiB")
+        if compressed is None and self.start is not None:
+            compressed = max(_tell(self.source) - self.start, 1)
+        if compressed and self.total > lim.ratio_after and self.total / compressed > lim.max_ratio:
+            raise DataError(
+                f"refusing {where}: decompresses over {lim.max_ratio:g}x (a decompression bomb?)"
+            )
+
+
+def _tell(f: IO[bytes] | None) -> int | None:
+    try:
+        return f.tell() if f is not None else None
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def copy_bounded(src: IO[bytes], out: IO[bytes], member: str, budget: _Budget | _ZipMember) -> None:
+    written = 0
+    while chunk := src.read(_CHUNK):
+        written += len(chunk)
+        budget.add(member, written, len(chunk))
+        out.write(chunk)
 
 
 def md5sum(path: str | os.PathLike) -> str:
@@ -107,11 +165,22 @@ def _checked_target(member: tarfile.TarInfo, dest: Path, archive: str) -> Path:
     return target
 
 
-def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, dest: Path) -> None:
+def _write_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, dest: Path, budget: _Budget
+) -> None:
+    where = f"entry {member.name!r} in {budget.archive}"
+    is_dir = os.path.isdir(target) and not os.path.islink(target)
     if member.isdir():
+        if os.path.lexists(target) and not is_dir:
+            raise DataError(f"refusing {where}: a folder where an earlier entry wrote a file")
         target.mkdir(parents=True, exist_ok=True)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        raise DataError(f"refusing {where}: a file where an earlier entry made a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"refusing {where}: its folder is a file from an earlier entry") from None
     if os.path.lexists(target):  # a later entry replaces an earlier one, as tar does
         target.unlink()
     if member.issym():
@@ -122,7 +191,20 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, d
         src = tar.extractfile(member)
         assert src is not None  # regular files always have data
         with src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out, _CHUNK)
+            copy_bounded(src, out, member.name, budget)
+
+
+def _check_links(dest: Path, links: list[str], archive: str) -> None:
+    """Every symlink of the finished tree still resolves inside `dest` (a later entry may have
+    turned a harmless link into a chain that escapes)."""
+    root = os.path.realpath(dest)
+    for name in links:
+        path = dest / posixpath.normpath(name)
+        if os.path.islink(path) and not _inside(os.path.realpath(path), root):
+            raise DataError(
+                f"refusing link {name!r} in {archive}: with later entries it resolves outside "
+                "the target"
+            )
 
 
 def extract_tar_fileobj(
@@ -131,6 +213,7 @@ def extract_tar_fileobj(
     members: Collection[str] | None = None,
     archive: str = "<stream>",
     progress: bool = False,
+    limits: ExtractLimits = DEFAULT_LIMITS,
 ) -> list[str]:
     """Extract a tar (any compression) read from an open binary file object into `dest`.
 
@@ -144,7 +227,9 @@ def extract_tar_fileobj(
     dest.mkdir(parents=True, exist_ok=True)
     wanted = None if members is None else {posixpath.normpath(m) for m in members}
     extracted: list[str] = []
+    links: list[str] = []
     seen: set[str] = set()
+    budget = _Budget(limits, archive, fileobj)
     try:
         with (
             tarfile.open(fileobj=fileobj, mode="r|*") as tar,
@@ -155,13 +240,16 @@ def extract_tar_fileobj(
                 norm = posixpath.normpath(member.name)
                 if wanted is not None and norm not in wanted:
                     continue
-                _write_member(tar, member, target, dest)
+                _write_member(tar, member, target, dest, budget)
+                if member.issym():
+                    links.append(member.name)
                 seen.add(norm)
                 if not member.isdir():
                     extracted.append(member.name)
                     bar.update(1)
     except _TAR_ERRORS as e:
         raise DataError(f"cannot read tar {archive}: {e}") from e
+    _check_links(dest, links, archive)
     if wanted is not None:
         missing = wanted - seen
         if missing:
@@ -175,13 +263,30 @@ def safe_extract_tar(
     dest: str | os.PathLike,
     members: Collection[str] | None = None,
     progress: bool = False,
+    limits: ExtractLimits = DEFAULT_LIMITS,
 ) -> list[str]:
     """Extract the tar at `tar_path` into `dest` atomically: `dest` appears only when complete.
 
     An existing `dest` is replaced. See `extract_tar_fileobj` for the checks and `members`.
     """
     with open(tar_path, "rb") as f, atomic_path(dest) as tmp:
-        return extract_tar_fileobj(f, tmp, members, archive=str(tar_path), progress=progress)
+        return extract_tar_fileobj(f, tmp, members, str(tar_path), progress, limits)
+
+
+class _ZipMember:
+    """A zip member's share of the budget: its own compressed size is known up front."""
+
+    def __init__(self, budget: _Budget, info: zipfile.ZipInfo):  # noqa: F821 (imported lazily)
+        self.budget, self.compressed = budget, max(info.compress_size, 1)
+
+    def add(self, member: str, member_bytes: int, n: int, compressed: int | None = None) -> None:
+        self.budget.add(member, member_bytes, n, compressed=None)
+        lim = self.budget.limits
+        if member_bytes > lim.ratio_after and member_bytes / self.compressed > lim.max_ratio:
+            raise DataError(
+                f"refusing entry {member!r} in {self.budget.archive}: decompresses over "
+                f"{lim.max_ratio:g}x (a decompression bomb?)"
+            )
 
 
 def _checked_zip_target(
@@ -218,6 +323,7 @@ def safe_extract_zip(
     zip_path: str | os.PathLike,
     dest: str | os.PathLike,
     members: Collection[str] | None = None,
+    limits: ExtractLimits = DEFAULT_LIMITS,
 ) -> list[str]:
     """Extract the zip at `zip_path` into `dest` atomically: `dest` appears only when complete.
 
@@ -231,6 +337,7 @@ def safe_extract_zip(
     archive = str(zip_path)
     wanted = None if members is None else {posixpath.normpath(m) for m in members}
     extracted: list[str] = []
+    budget = _Budget(limits, archive)
     try:
         with zipfile.ZipFile(zip_path) as zf, atomic_path(dest) as tmp:
             tmp.mkdir(parents=True)
@@ -247,12 +354,22 @@ def safe_extract_zip(
                     continue
                 if wanted is not None and posixpath.normpath(info.filename) not in wanted:
                     continue
+                if os.path.isdir(target) != info.is_dir() and os.path.lexists(target):
+                    raise DataError(
+                        f"refusing entry {info.filename!r} in {archive}: a folder "
+                        "and a file at the same path"
+                    )
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    raise DataError(
+                        f"refusing entry {info.filename!r} in {archive}: its folder is a file"
+                    ) from None
                 with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                    copy_bounded(src, out, info.filename, _ZipMember(budget, info))
                 extracted.append(info.filename)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
         raise DataError(f"cannot read zip {archive}: {e}") from e

@@ -87,7 +87,7 @@ class UnusableAudio(DataError):
 def load_wave(path: Path, sample_rate: int) -> np.ndarray:
     """Decode, downmix, resample and normalize one file: float32 (T,), mean 0, variance 1.
 
-    Raises UnusableAudio naming the file if it is unreadable, empty or silent.
+    Raises UnusableAudio naming the file if it is unreadable, empty, non-finite or silent.
     """
     try:
         wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -95,6 +95,9 @@ def load_wave(path: Path, sample_rate: int) -> np.ndarray:
         raise UnusableAudio(f"cannot decode audio {path}: {e}", "unreadable") from e
     if wave.shape[0] == 0:
         raise UnusableAudio(f"empty audio (0 samples) in {path}", "empty")
+    bad = int((~np.isfinite(wave)).sum())
+    if bad:  # a float WAV may hold NaN / Inf: training would die at step 0 naming no file
+        raise UnusableAudio(f"{bad} non-finite samples (NaN / Inf) in {path}", "non_finite")
     wave = wave.mean(axis=1, dtype=np.float64)
     if rate != sample_rate:
         g = math.gcd(rate, sample_rate)
@@ -124,6 +127,7 @@ def _list_split(
         found, stats = read_split(raw_dir / subset, on_corrupt)
         skipped.merge(stats)  # its files are relative to raw_dir too
         utterances.extend(found)
+    _refuse_duplicate_ids(utterances, raw_dir)
     kept = []
     for u in utterances[:limit]:
         if not u.transcript or any(c != " " and c not in _CHAR_ID for c in u.transcript):
@@ -167,6 +171,21 @@ def _sorted_by_length(
             lengths.append(length)
     order = np.argsort(np.asarray(lengths, np.int64), kind="stable")
     return [kept[i] for i in order], np.asarray(lengths, np.int64)[order]
+
+
+def _refuse_duplicate_ids(utterances: list[Utterance], raw_dir: Path) -> None:
+    """Ids name utterances in the index, the splits and the reports: one id, one recording."""
+    paths: dict[str, list[Path]] = {}
+    for u in utterances:
+        paths.setdefault(u.id, []).append(u.path)
+    dups = {i: p for i, p in paths.items() if len(p) > 1}
+    if dups:
+        first = sorted(dups)[0]
+        shown = ", ".join(str(p) for p in dups[first])
+        raise DataError(
+            f"{len(dups)} duplicate utterance ids in {raw_dir}, e.g. {first} ({shown}): "
+            "rename or remove them"
+        )
 
 
 def _write_split(

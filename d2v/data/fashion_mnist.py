@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from d2v.atomic import atomic_path
+from d2v.data.archive import DEFAULT_LIMITS, ExtractLimits
 from d2v.data.errors import DataError, SourceMissingError
 from d2v.data.pool import process_pool
 
@@ -54,42 +55,52 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 _CHUNK = 1000  # images per worker task: large enough to amortize pickling, small for progress
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, limits: ExtractLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Read an IDX file (gzipped or not) into an array of the dims its header states.
 
     Header: two zero bytes, a type byte, the number of dims, then each dim as big-endian uint32.
     Raises DataError naming the file on a bad magic, unknown type, or a data length that does not
-    match the dims (truncated or trailing bytes).
+    match the dims (truncated or trailing bytes). Only the bytes the header announces are read, and
+    only within `limits` (a gzip that claims or inflates to far more than its size is refused).
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
             gzipped = f.read(2) == b"\x1f\x8b"
+        size = path.stat().st_size
         with gzip.open(path, "rb") if gzipped else open(path, "rb") as f:
-            data = f.read()
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"bad IDX magic in {path}: {head[:4].hex()}")
+            if head[2] not in _IDX_DTYPES:
+                raise DataError(f"unknown IDX data type 0x{head[2]:02x} in {path}")
+            dtype, ndim = np.dtype(_IDX_DTYPES[head[2]]), head[3]
+            dims_raw = f.read(4 * ndim)
+            if ndim == 0 or len(dims_raw) < 4 * ndim:
+                raise DataError(f"truncated IDX header in {path}")
+            dims = struct.unpack(f">{ndim}I", dims_raw)
+            expected = math.prod(dims) * dtype.itemsize
+            _check_announced(path, expected, size, limits)
+            data = f.read(expected + 1)  # one byte more tells trailing bytes apart
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read IDX file {path}: {e}") from e
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"bad IDX magic in {path}: {data[:4].hex()}")
-    if data[2] not in _IDX_DTYPES:
-        raise DataError(f"unknown IDX data type 0x{data[2]:02x} in {path}")
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"truncated IDX header in {path}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = math.prod(dims) * dtype.itemsize
-    if len(data) - header != expected:
+    if len(data) != expected:
         raise DataError(
-            f"IDX file {path} has {len(data) - header} data bytes, expected {expected} "
-            f"for dims {dims} (truncated or corrupt)"
+            f"IDX file {path} has {len(data)}{'+' if len(data) > expected else ''} data bytes, "
+            f"expected {expected} for dims {dims} (truncated or corrupt)"
         )
-    return (
-        np.frombuffer(data, dtype=dtype, offset=header)
-        .reshape(dims)
-        .astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _check_announced(path: Path, expected: int, size: int, limits: ExtractLimits) -> None:
+    """Refuse an IDX header that announces more than the limits allow, before reading it."""
+    if expected > limits.max_member_bytes:
+        raise DataError(f"IDX file {path} announces {expected} bytes: over the per-file limit")
+    if expected > limits.ratio_after and expected / max(size, 1) > limits.max_ratio:
+        raise DataError(
+            f"IDX file {path} announces {expected} bytes from {size} on disk: over "
+            f"{limits.max_ratio:g}x (a decompression bomb?)"
+        )
 
 
 def encode_png(image: np.ndarray) -> bytes:

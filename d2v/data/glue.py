@@ -39,6 +39,7 @@ from d2v.atomic import atomic_path
 from d2v.data.archive import md5sum, safe_extract_zip
 from d2v.data.errors import DataError
 from d2v.data.http import download
+from d2v.data.lines import MAX_LINE_BYTES, bounded_lines
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def read_glue_tsv(
     """Read one GLUE TSV of `task` into examples, in file order.
 
     Bad rows (wrong column count, a label outside the task's label set or an STS-B score that is
-    not a float in [0, 5], an empty first sentence, bytes that are not UTF-8) are skipped and
+    not a float in [0, 5], an empty first sentence, bytes that are not UTF-8, a row over MAX_LINE_BYTES) are skipped and
     counted with `on_bad_row="skip"`; with "fail" the first one raises DataError naming the file
     and line. A missing header column always raises. Stats: {file, rows, kept, skipped: {reason:
     count}, bad_rows: ["file:line: why", ...] (the first few)}.
@@ -169,15 +170,14 @@ def read_glue_tsv(
         raise ValueError(f"on_bad_row must be one of {ON_BAD_ROW}, not {on_bad_row!r}")
     task = get_task(task) if isinstance(task, str) else task
     path = Path(path)
-    lines = path.read_bytes().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    columns, first = (task.columns, 0) if task.columns is not None else (None, 1)
+    lines = bounded_lines(path)
+    columns = task.columns
     if columns is None:
-        if not lines:
-            raise DataError(f"{path} is empty: expected a header line")
+        _, head = next(lines, (1, None))
+        if head is None:
+            raise DataError(f"{path} is empty or its header is over {MAX_LINE_BYTES} bytes")
         try:
-            header = lines[0].decode("utf-8").rstrip("\r").lstrip("\ufeff")  # MRPC has a BOM
+            header = head.decode("utf-8").rstrip("\r").lstrip("\ufeff")  # MRPC has a BOM
         except UnicodeDecodeError as e:
             raise DataError(f"{path}:1: header is not UTF-8: {e}") from e
         columns = tuple(header.split("\t"))
@@ -192,12 +192,15 @@ def read_glue_tsv(
     skipped: dict[str, int] = {}
     bad_rows: list[str] = []
     rows = 0
-    for number, raw in enumerate(lines[first:], start=first + 1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue
+    for number, raw in lines:
+        if raw is not None:
+            raw = raw.rstrip(b"\r")
+            if not raw.strip():
+                continue
         rows += 1
         try:
+            if raw is None:
+                raise _BadRow("too_long", f"a row over {MAX_LINE_BYTES} bytes")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:

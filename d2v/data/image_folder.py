@@ -55,14 +55,29 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale (PNG, TIFF, PGM)
+
+
+def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """8 bits per channel, scaled by the source's bit depth: Pillow's convert("L") clips 16-bit
+    values at 255 (a 16-bit greyscale image turns white). Depths we cannot tell are refused."""
+    if im.mode not in _WIDE_MODES and im.mode != "F":
+        return im
+    wide = np.asarray(im)
+    if im.mode == "F" or wide.size and (wide.min() < 0 or wide.max() > 65535):
+        raise DataError(f"unsupported pixel format {im.mode} (not 8- or 16-bit) in {path}")
+    return Image.fromarray((wide.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+
+
 def load_image(path: str | os.PathLike, image_size: int, channels: int) -> np.ndarray:
     """Decode, convert to L or RGB, resize and crop one image: uint8 (H, W, C).
 
-    Raises DataError naming the file if it is corrupt, truncated or unreadable.
+    Raises DataError naming the file if it is corrupt, truncated, unreadable or of a bit depth
+    other than 8 or 16.
     """
     try:
         with Image.open(path) as im:
-            converted = im.convert(_MODES[channels])  # convert() decodes the whole file
+            converted = _to_8bit(im, path).convert(_MODES[channels])  # decodes the whole file
     except _DECODE_ERRORS as e:
         raise DataError(f"cannot decode image {path}: {e}") from e
     array = np.asarray(resize_center_crop(converted, image_size), dtype=np.uint8)

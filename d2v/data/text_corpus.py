@@ -21,6 +21,7 @@ from pathlib import Path
 from d2v.atomic import atomic_path
 from d2v.data.bible import Verse, export_bible
 from d2v.data.errors import DataError
+from d2v.data.lines import MAX_LINE_BYTES, bounded_lines
 from d2v.data.wordnet import WORDNET_DIR, wordnet_examples
 
 log = logging.getLogger(__name__)
@@ -85,34 +86,36 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
 def _detect_paragraphs(path: Path) -> bool:
     """True if a blank line separates non-blank ones within the file's first lines."""
     seen_text = seen_blank_after_text = False
-    with open(path, "rb") as f:
-        for raw in itertools.islice(f, _DETECT_LINES):
-            if raw.strip():
-                if seen_blank_after_text:
-                    return True
-                seen_text = True
-            elif seen_text:
-                seen_blank_after_text = True
+    for _, raw in itertools.islice(bounded_lines(path), _DETECT_LINES):
+        if raw is None or raw.strip():
+            if seen_blank_after_text:
+                return True
+            seen_text = True
+        elif seen_text:
+            seen_blank_after_text = True
     return False
 
 
 def _read_lines(path: Path, on_bad_line: str, stats: dict) -> Iterator[str | None]:
     """Decoded lines of `path`, stripped; None for a blank line; undecodable lines skipped."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                where = f"{path}:{number}: bytes that are not UTF-8 ({e.reason})"
-                if on_bad_line == "fail":
-                    raise DataError(f"bad corpus line at {where}") from None
-                stats["skipped_lines"] = stats.get("skipped_lines", 0) + 1
-                shown = stats.setdefault("bad_lines", [])
-                if len(shown) < _SHOWN_BAD_LINES:
-                    shown.append(where)
-                continue
-            line = " ".join(line.split())
-            yield line or None
+    for number, raw in bounded_lines(path):
+        try:
+            if raw is None:
+                raise ValueError(f"a line over {MAX_LINE_BYTES} bytes")
+            line = raw.decode("utf-8")
+        except ValueError as e:  # UnicodeDecodeError is one
+            why = getattr(e, "reason", None)
+            why = f"bytes that are not UTF-8 ({why})" if why else str(e)
+            where = f"{path}:{number}: {why}"
+            if on_bad_line == "fail":
+                raise DataError(f"bad corpus line at {where}") from None
+            stats["skipped_lines"] = stats.get("skipped_lines", 0) + 1
+            shown = stats.setdefault("bad_lines", [])
+            if len(shown) < _SHOWN_BAD_LINES:
+                shown.append(where)
+            continue
+        line = " ".join(line.split())
+        yield line or None
 
 
 def read_corpus(
@@ -155,4 +158,9 @@ def read_corpus(
             stats["documents"] += 1
             yield " ".join(buffer)
     if stats.get("skipped_lines"):
-        log.warning("corpus %s: skipped %d lines that are not UTF-8", path, stats["skipped_lines"])
+        log.warning("corpus %s: skipped %d unusable lines", path, stats["skipped_lines"])
+    if not stats["documents"]:
+        raise DataError(
+            f"corpus {path} has no documents (empty, or no line is usable UTF-8: "
+            f"{stats.get('skipped_lines', 0)} skipped)"
+        )
