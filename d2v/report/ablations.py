@@ -46,7 +46,9 @@ def grid(parent: pd.Series, children: pd.DataFrame) -> dict[str, Any]:
     for a in paths:
         seen = {c[a] for c in cells} | {default[a]}
         order = ORDER.get(a)
-        axes[a] = sorted(seen, key=int if a == "top_k" else lambda v, o=order: o.index(v))
+        axes[a] = sorted(
+            seen, key=int if a == "top_k" else lambda v, o=order: o.index(v) if v in o else len(o)
+        )
     design = Design(_param(parent, "ablate.design") or "one_at_a_time")
     return {
         "design": design,
