@@ -1,5 +1,6 @@
-"""Transformer encoder whose blocks expose, per layer, the three places data2vec can read targets
-from: the self-attention output, the FFN output before the last residual, and the block's end.
+"""Transformer encoder whose blocks expose, per layer, the four places data2vec can read targets
+from (paper Table 5): the self-attention output, the FFN output before the last residual, the FFN
+output plus that residual, and the block's end.
 
 Dimensions: B batch, T tokens, D model width, H heads.
 Padding masks: True = padding (ignored by attention).
@@ -21,9 +22,16 @@ from d2v.config import ModelConfig, Sublayer
 class BlockOutput(NamedTuple):
     attn: Tensor  # (B, T, D) self-attention output, before its residual
     ffn: Tensor  # (B, T, D) FFN output, before the last residual (paper Table 5)
-    block: Tensor  # (B, T, D) end of block
+    out: Tensor  # (B, T, D) the block's output: the residual stream after the FFN's residual
 
     def get(self, sublayer: Sublayer) -> Tensor:
+        """The paper's blocks are post-norm (wav2vec 2.0, BERT): FFN + residual, then a layer
+        norm ends the block. Ours are pre-norm, so `block` is the residual stream layer-normed
+        (no affine), the same normalization a post-norm block ends with."""
+        if sublayer == Sublayer.ffn_res:
+            return self.out
+        if sublayer == Sublayer.block:
+            return F.layer_norm(self.out, self.out.shape[-1:])
         return getattr(self, sublayer.value)
 
 
@@ -84,7 +92,7 @@ class Block(nn.Module):
         a = self.attn(self.norm1(x), padding_mask)
         x = x + a
         f = self.mlp(self.norm2(x))
-        return BlockOutput(attn=a, ffn=f, block=x + f)
+        return BlockOutput(attn=a, ffn=f, out=x + f)
 
 
 class Backbone(nn.Module):
@@ -101,7 +109,7 @@ class Backbone(nn.Module):
         layers = []
         for block in self.blocks:
             out = block(x, padding_mask)
-            x = out.block
+            x = out.out
             if collect is not None:
                 layers.append(out.get(collect))
         return EncoderOutput(last=self.norm(x), layers=layers, padding_mask=padding_mask)

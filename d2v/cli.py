@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
     c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    c = sub.add_parser("ablate", help="the paper's ablations (top-K, sublayer, norm) as a grid")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("--params", default="params.yaml")
+    c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
+    c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name, what in (
         ("finetune", "fine-tune pretrained and scratch encoders"),
         ("evaluate", "score fine-tuned models and linear probes"),
@@ -125,6 +131,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     params = read_params(args.params)  # validated before any compute
     if args.command == "sweep":
         run_sweep_command(params, args)
+        return
+    if args.command == "ablate":
+        run_ablate_command(params, args)
         return
     if args.command == "bench":
         from d2v.runs.bench import run_bench
@@ -239,6 +248,38 @@ def _seed_counts(eval_dir: Path) -> list[int]:
     import json
 
     return [len(json.loads(p.read_text()).get("seeds", [])) for p in eval_dir.glob("*.json")]
+
+
+def run_ablate_command(params, args: argparse.Namespace) -> None:
+    from d2v.ablation.study import DEFAULT_STORAGE, ablation_params, run_ablation
+    from d2v.sweep import run_worker, study_name
+
+    m = args.modality
+    if m.value not in params.ablate:
+        raise ConfigError(f"no ablation grid ablate.{m.value}: allowed {sorted(params.ablate)}")
+    if args.workers < 1:
+        raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
+    prepared = Path("data/prepared") / m.value
+    if args.worker:  # one of `--workers N` processes, or a worker joining from another machine
+        import optuna
+
+        storage = args.storage or params.ablate[m.value].storage or DEFAULT_STORAGE
+        params = ablation_params(params, m)
+        name = study_name(params.sweep[m.value], params, m)
+        parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
+            "mlflow_parent_run_id"
+        )
+        run_worker(params, m, prepared, storage, name, parent, stage="ablate")
+        return
+    run_ablation(
+        params,
+        m,
+        prepared,
+        Path("metrics/ablate") / f"{m.value}.json",
+        storage=args.storage,
+        workers=args.workers,
+        params_path=Path(args.params),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,11 +49,13 @@ def open_study(sweep: SweepConfig, name: str, storage: str) -> optuna.Study:
         rdb = optuna.storages.RDBStorage(
             storage, heartbeat_interval=sweep.heartbeat_s, grace_period=sweep.grace_s
         )
-    sampler = (
-        optuna.samplers.RandomSampler(seed=sweep.seed)
-        if sweep.sampler == "random"
-        else optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=2)
-    )
+    if sweep.sampler == "grid":
+        grid = {n: list(d.choices or []) for n, d in sweep.space.items() if d.enabled}
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid, seed=sweep.seed)
+    elif sweep.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=sweep.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=2)
     pruner = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(),
@@ -105,8 +107,10 @@ def run_worker(
     storage: str,
     name: str,
     parent_run_id: str | None,
+    stage: str = "sweep",
 ) -> int:
-    """Pop queued trials until none is left; returns how many this worker ran."""
+    """Pop queued trials until none is left; returns how many this worker ran. `stage` tags the
+    MLflow child runs (sweep, or ablate for the ablation grids)."""
     sweep = params.sweep[modality.value]
     study = open_study(sweep, name, storage)
     dist_info = init_distributed()
@@ -122,7 +126,9 @@ def run_worker(
             return ran
         trial = optuna.Trial(study, trial_id)
         ran += 1
-        _run_one(trial, study, modality, params, prepared_dir, dist_info, tracker, parent_run_id)
+        _run_one(
+            trial, study, modality, params, prepared_dir, dist_info, tracker, parent_run_id, stage
+        )
 
 
 def _run_one(
@@ -134,9 +140,10 @@ def _run_one(
     dist_info: Any,
     tracker: Tracker,
     parent_run_id: str | None,
+    stage: str,
 ) -> None:
     tags = {
-        "stage": "sweep",
+        "stage": stage,
         "modality": modality.value,
         "study": study.study_name,
         "trial_number": trial.number,
@@ -146,7 +153,7 @@ def _run_one(
     with (
         get_heartbeat_thread(trial._trial_id, study._storage),
         tracker.run(
-            f"sweep/{modality.value}/trial{trial.number}", tags=tags, parent_run_id=parent_run_id
+            f"{stage}/{modality.value}/trial{trial.number}", tags=tags, parent_run_id=parent_run_id
         ) as run_id,
     ):
         trial.set_user_attr("mlflow_run_id", run_id)

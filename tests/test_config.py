@@ -30,7 +30,7 @@ from tests.conftest import REPO, subprocess_env, tiny_params
         (
             "pretrain.vision.v1.targets.sublayer=mlp",
             "pretrain.vision.v1.targets.sublayer",
-            "attn, ffn, block",
+            "attn, ffn, ffn_res, block",
         ),
         ("pretrain.vision.method=v3", "pretrain.vision.method", "v1, v2"),
         ("pretrain.vision.v2.mask.ratio=1.0", "pretrain.vision.v2.mask.ratio", "(0, 1)"),

@@ -4,6 +4,7 @@ before any compute. Errors name the param (dotted path) and its allowed range.
 A small torch-free package, one module per noun; everything is importable from `d2v.config`.
 """
 
+from d2v.config.ablate import AblateConfig, Design
 from d2v.config.base import ConfigError, Modality, Norm, Precision, Sublayer
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig, SpeechDataConfig, TextDataConfig, VisionDataConfig
@@ -38,6 +39,7 @@ from d2v.config.sweep import SweepConfig, SweepDim
 
 __all__ = [
     "INITS",
+    "AblateConfig",
     "BenchConfig",
     "BlockMaskConfig",
     "CollapseConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "DataConfig",
     "DecoderConfig",
     "DeepSpeedConfig",
+    "Design",
     "EmaConfig",
     "FinetuneOptim",
     "FixedTokenMaskConfig",

@@ -23,7 +23,8 @@ class Sublayer(str, enum.Enum):
 
     attn = "attn"  # self-attention output
     ffn = "ffn"  # FFN output before the last residual (paper's choice)
-    block = "block"  # end of block, after the residual
+    ffn_res = "ffn_res"  # FFN output plus the last residual (the pre-norm block's output)
+    block = "block"  # end of block: that residual stream layer-normed, as a post-norm block ends
 
 
 class Norm(str, enum.Enum):

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from d2v.config.ablate import AblateConfig
 from d2v.config.base import ConfigError, Modality, check
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig
@@ -40,6 +41,7 @@ class Params:
     finetune: dict[str, TaskConfig] = field(default_factory=dict)
     sweep: dict[str, SweepConfig] = field(default_factory=dict)  # per modality
     bench: BenchConfig = field(default_factory=BenchConfig)
+    ablate: dict[str, AblateConfig] = field(default_factory=dict)  # per modality
 
     def validate(self) -> Params:
         check(
@@ -74,6 +76,14 @@ class Params:
             )
             sweep.validate(f"sweep.{name}", self.finetune)
         self.bench.validate("bench")
+        for name, ablate in self.ablate.items():
+            check(
+                name in Modality.__members__,
+                "ablate",
+                name,
+                "keys naming modalities: " + ", ".join(m.value for m in Modality),
+            )
+            ablate.validate(f"ablate.{name}", self.model.depth, self.finetune)
         return self
 
 

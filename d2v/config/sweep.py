@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from d2v.config.base import check, signed
 
@@ -16,7 +17,7 @@ class SweepDim:
     scale: str = "linear"
     low: float | None = signed(None)  # a searched param may be negative
     high: float | None = signed(None)  # int scale: None = the model depth
-    choices: list[str] | None = None
+    choices: list[Any] | None = None  # categorical values (str, int or float)
     enabled: bool = True
 
     def validate(self, p: str) -> None:
@@ -42,7 +43,7 @@ class SweepConfig:
     direction: str = "maximize"
     storage: str | None = None  # None: an SQLite file beside the data; any SQLAlchemy URL
     study_name: str = "d2v"
-    sampler: str = "tpe"
+    sampler: str = "tpe"  # tpe | random | grid (every categorical combination; ablations)
     pruner: str = "median"
     seed: int = 0
     report_every: int = 100  # steps between proxy reports (pruning points)
@@ -61,7 +62,10 @@ class SweepConfig:
             self.direction,
             "maximize or minimize",
         )
-        check(self.sampler in ("tpe", "random"), f"{p}.sampler", self.sampler, "tpe or random")
+        samplers = ("tpe", "random", "grid")
+        check(
+            self.sampler in samplers, f"{p}.sampler", self.sampler, "one of " + ", ".join(samplers)
+        )
         pruners = ("median", "hyperband", "successive_halving", "none")
         check(self.pruner in pruners, f"{p}.pruner", self.pruner, "one of " + ", ".join(pruners))
         check(self.report_every >= 1, f"{p}.report_every", self.report_every, ">= 1")
@@ -81,3 +85,10 @@ class SweepConfig:
         )
         for name, dim in self.space.items():
             dim.validate(f"{p}.space.{name}")
+            if self.sampler == "grid" and dim.enabled:
+                check(
+                    dim.scale == "categorical",
+                    f"{p}.space.{name}.scale",
+                    dim.scale,
+                    "categorical under the grid sampler",
+                )

@@ -2,6 +2,7 @@
 
 Sections: overview (what was run, where, at which scale), what is missing, collapsed runs,
 downstream results per modality/task beside the paper's numbers, pretraining curves, sweeps, the
+ablations beside the paper (top-K, target sublayer, target norm), the
 bench (data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy), and a side-by-side comparison of
 chosen runs. Every section says so when its runs are absent.
 """
@@ -16,6 +17,7 @@ import pandas as pd
 
 from d2v.atomic import atomic_path, write_text
 from d2v.report import figures, paper, tables
+from d2v.report.ablations import ablations
 from d2v.report.document import (
     Bullets,
     Document,
@@ -303,6 +305,7 @@ def build_report(
     results(doc, runs)
     pretraining(doc, runs, tracking_uri)
     sweeps(doc, runs)
+    ablations(doc, runs)
     performance(doc, runs, tracking_uri)
     comparison(doc, runs, compare)
     # Each output replaced atomically on its own: out_dir may hold other files (a README).

@@ -88,3 +88,37 @@ def probe_vs_wall(curves: dict[str, tuple[list[float], list[float]]], title: str
     ax.set_title(title)
     ax.legend()
     return _png(fig)
+
+
+def ablation_axis(panels: dict[str, list[dict]], axis: str, ylabels: dict[str, str]) -> bytes:
+    """Paper Figure 2's manner: one panel per modality, the score's mean ± std over seeds
+    against the axis value; values whose every cell collapsed are marked with an x at the
+    panel's floor.
+
+    panels: modality -> rows of `ablation.aggregate.axis_stats` (value, mean, std, collapsed).
+    """
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    for ax, (modality, rows) in zip(axes[0], sorted(panels.items()), strict=False):
+        xs = list(range(len(rows)))
+        ok = [(x, r) for x, r in zip(xs, rows, strict=True) if r["mean"] is not None]
+        if ok:
+            ax.errorbar(
+                [x for x, _ in ok],
+                [r["mean"] for _, r in ok],
+                yerr=[r["std"] or 0.0 for _, r in ok],
+                marker="o",
+                capsize=3,
+            )
+        gone = [x for x, r in zip(xs, rows, strict=True) if r["mean"] is None and r["collapsed"]]
+        if gone:
+            floor = ax.get_ylim()[0] if ok else 0.0
+            ax.scatter(gone, [floor] * len(gone), marker="x", color="red", label="collapsed")
+            ax.legend(fontsize=7)
+        ax.set_xticks(xs, [str(r["value"]) for r in rows])
+        ax.set_xlabel(axis)
+        ax.set_ylabel(ylabels.get(modality, "score"))
+        ax.set_title(modality)
+    fig.suptitle(f"ablation: {axis} (mean ± std over seeds)")
+    fig.tight_layout()
+    return _png(fig)

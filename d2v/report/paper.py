@@ -136,3 +136,18 @@ DATA_SCALES = {
 
 def data_scale(source: str) -> DataScale | None:
     return DATA_SCALES.get(source.replace("-", "_").lower())
+
+
+# --- ablations (paper Figure 2 and Table 5), placed beside the ablation grids ---------------
+
+# Table 5: speech Base, 10 h fine-tuning, dev-other WER without LM, per target sublayer.
+TABLE5_WER = {"ffn": "13.1", "ffn_res": "14.8", "block": "14.5", "attn": "100 (unusable)"}
+TABLE5_ORDER = ("ffn", "block", "ffn_res", "attn")  # best to worst
+TABLE5_LABEL = "Table 5: speech Base, 10 h labeled, dev-other WER (no LM)"
+
+# Figure 2: score against K (1..12) per modality; the paper prints curves, not numbers.
+FIGURE2_CLAIM = (
+    "Figure 2: averaging the top K layers beats K = 1 in every modality "
+    "(strongly for speech and text, slightly for vision)"
+)
+NORM_CLAIM = "normalizing each target layer matters; speech without it collapses (section 5.3)"

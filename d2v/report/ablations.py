@@ -1,0 +1,202 @@
+"""The report's "Ablations" section, from the ablation runs (stage=ablate) alone: per modality the
+newest grid's cells (child runs), aggregated per axis value over seeds with the same function as
+`metrics/ablate/<modality>.json`; per axis a figure in the manner of the paper's Figure 2, a
+table beside the paper's numbers (paper scale), and in words where our trend disagrees."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from d2v.ablation.aggregate import axis_stats, fmt_stat
+from d2v.ablation.grid import AXES, SEED
+from d2v.config import Design
+from d2v.report import figures, paper
+from d2v.report.document import Bullets, Document, Figure, Heading, Para, Table
+from d2v.report.sources import stage_runs, tag
+
+ORDER = {"sublayer": ("attn", "ffn", "ffn_res", "block"), "norm": ("instance", "layer", "none")}
+
+
+def _param(run: pd.Series, key: str, kind: str = "params") -> str:
+    v = run.get(f"{kind}.{key}")
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def grid(parent: pd.Series, children: pd.DataFrame) -> dict[str, Any]:
+    """One grid from its MLflow runs: design, default cell, axes and cells (values as strings)."""
+    paths = {a: _param(parent, f"ablate.param.{a}") for a in AXES}
+    paths = {a: p for a, p in paths.items() if p}
+    default = {a: _param(parent, f"ablate.default.{a}") for a in paths}
+    cells = []
+    for _, r in children.iterrows():
+        value = r.get("metrics.value")
+        cells.append(
+            {
+                **{a: _param(r, p) for a, p in paths.items()},
+                SEED: _param(r, SEED),
+                "value": None if value is None or math.isnan(value) else float(value),
+                "state": _param(r, "state", "tags"),
+                "collapsed": _param(r, "collapsed", "tags") == "true",
+            }
+        )
+    axes = {}
+    for a in paths:
+        seen = {c[a] for c in cells} | {default[a]}
+        order = ORDER.get(a)
+        axes[a] = sorted(
+            seen, key=int if a == "top_k" else lambda v, o=order: o.index(v) if v in o else len(o)
+        )
+    design = Design(_param(parent, "ablate.design") or "one_at_a_time")
+    return {
+        "design": design,
+        "direction": _param(parent, "ablate.direction") or "maximize",
+        "objective": _param(parent, "ablate.objective"),
+        "default": default,
+        "cells": cells,
+        "stats": axis_stats(cells, axes, default, design),
+    }
+
+
+def _better(a: float, b: float, direction: str) -> bool:
+    return a < b if direction == "minimize" else a > b
+
+
+def _best_first(rows: list[dict], direction: str) -> list[str]:
+    """Axis values best to worst; values with no usable cell (collapsed) last."""
+    sign = 1.0 if direction == "minimize" else -1.0
+    return [
+        str(r["value"])
+        for r in sorted(rows, key=lambda r: math.inf if r["mean"] is None else sign * r["mean"])
+    ]
+
+
+def verdict(axis: str, rows: list[dict], direction: str) -> str:
+    """Our trend against the paper's, in words."""
+    got = {str(r["value"]): r for r in rows}
+    if axis == "top_k":
+        one, more = got.get("1"), [r for k, r in got.items() if k != "1" and r["mean"] is not None]
+        if one is None or not more:
+            return "K = 1 and K > 1 are not both in the grid: no comparison with Figure 2."
+        best = (
+            min(more, key=lambda r: r["mean"])
+            if direction == "minimize"
+            else max(more, key=lambda r: r["mean"])
+        )
+        if one["mean"] is None:
+            return f"K = 1 collapsed; K = {best['value']} scores {fmt_stat(best)}: agrees."
+        gap = abs(best["mean"] - one["mean"])
+        spread = max(one["std"] or 0.0, best["std"] or 0.0)
+        within = " (within the spread over seeds)" if gap <= spread else ""
+        if _better(best["mean"], one["mean"], direction):
+            return (
+                f"K-averaging beats K = 1: K = {best['value']} {fmt_stat(best)} vs K = 1 "
+                f"{fmt_stat(one)}{within}; agrees with the paper."
+            )
+        return (
+            f"Disagrees with the paper: K = 1 ({fmt_stat(one)}) is at least as good as the best "
+            f"K > 1 (K = {best['value']}: {fmt_stat(best)}){within}."
+        )
+    if axis == "sublayer":
+        ours = _best_first(rows, direction)
+        ref = [s for s in paper.TABLE5_ORDER if s in got]
+        if ours == ref:
+            return f"Ordering {' > '.join(ours)} matches Table 5's."
+        words = f"Ordering {' > '.join(ours)} differs from Table 5's {' > '.join(ref)}"
+        if ours and ref and ours[0] != ref[0]:
+            words += f": the best target here is {ours[0]}, not the FFN output"
+        if ours and ref and ours[-1] != ref[-1]:
+            words += f"; the worst is {ours[-1]}, not the attention output"
+        return words + "."
+    on = [r for k, r in got.items() if k != "none" and r["mean"] is not None]
+    off = got.get("none")
+    if not on or off is None:
+        return "Normalization on and off are not both in the grid."
+    if off["mean"] is None or _better(on[0]["mean"], off["mean"], direction):
+        return f"Target normalization helps ({fmt_stat(on[0])} vs off {fmt_stat(off)}): agrees."
+    return f"Disagrees with the paper: normalization off ({fmt_stat(off)}) is no worse."
+
+
+def _paper_cell(axis: str, value: str) -> str:
+    if axis == "sublayer":
+        return paper.TABLE5_WER.get(value, "")
+    if axis == "top_k":
+        return "worst in every modality" if value == "1" else ""
+    return "speech collapses" if value == "none" else ""
+
+
+PAPER_HEADER = {
+    "top_k": f"paper scale: {paper.FIGURE2_CLAIM.split(':')[0]}",
+    "sublayer": f"paper scale: {paper.TABLE5_LABEL}",
+    "norm": "paper scale: section 5.3",
+}
+
+
+def ablations(doc: Document, runs: pd.DataFrame) -> None:
+    doc.add(Heading(1, "Ablations"))
+    ab = stage_runs(runs, "ablate")
+    parents = ab[tag(ab, "trial_number") == ""]
+    if parents.empty:
+        doc.add(
+            Para(
+                "No ablation runs: `dvc repro ablate@vision` (speech, text) runs them; "
+                "`make run` does not (its 20-minute budget)."
+            )
+        )
+        return
+    grids = {}
+    for modality, g in parents.groupby(tag(parents, "modality"), sort=True):
+        parent = g.iloc[0]  # newest
+        grids[modality] = grid(parent, ab[tag(ab, "mlflow.parentRunId") == parent["run_id"]])
+    doc.add(
+        Para(
+            "Grid studies over the paper's ablation axes (`conf/ablate/<modality>.yaml`): each "
+            "cell a short pretraining run scored by a linear probe, once per seed; mean ± "
+            "sample std over seeds; collapsed cells are kept and counted, never averaged in. "
+            "The paper's numbers are paper scale (Base models, full datasets): compare trends."
+        ),
+        Table(
+            ["modality", "design", "objective", "default cell", "cells", "collapsed"],
+            [
+                [
+                    m,
+                    g["design"].value,
+                    f"{g['objective']} ({g['direction']})",
+                    ", ".join(f"{a}={v}" for a, v in g["default"].items()),
+                    str(len(g["cells"])),
+                    str(sum(c["collapsed"] for c in g["cells"])),
+                ]
+                for m, g in grids.items()
+            ],
+        ),
+    )
+    for axis in AXES:
+        have = {m: g for m, g in grids.items() if axis in g["stats"]}
+        if not have:
+            continue
+        doc.add(Heading(2, axis))
+        rows = [
+            [m, str(r["value"]), fmt_stat(r), _paper_cell(axis, str(r["value"]))]
+            for m, g in have.items()
+            for r in g["stats"][axis]
+        ]
+        doc.add(Table(["modality", axis, "ours: mean ± std over seeds", PAPER_HEADER[axis]], rows))
+        claim = {"top_k": paper.FIGURE2_CLAIM, "norm": paper.NORM_CLAIM}.get(axis)
+        if claim:
+            doc.add(Para(f"Paper scale, {claim}."))
+        doc.add(
+            Bullets(
+                [f"{m}: {verdict(axis, g['stats'][axis], g['direction'])}" for m, g in have.items()]
+            ),
+            Figure(
+                f"ablate_{axis}.png",
+                figures.ablation_axis(
+                    {m: g["stats"][axis] for m, g in have.items()},
+                    axis,
+                    {m: g["objective"] for m, g in have.items()},
+                ),
+                f"ablation {axis}",
+            ),
+        )

@@ -1,0 +1,99 @@
+"""The report's Ablations section from a known MLflow store: per-axis tables beside the paper's
+numbers (paper scale), the trend in words where ours disagrees, collapsed cells flagged, and
+its figures loading in headless Chromium with a natural size > 0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from d2v.report import build_report
+
+# (modality, K, sublayer, seed, value or None for collapsed); defaults K=4 / ffn
+VISION = [(k, "ffn", s, v) for k, vals in ((1, (60.0, 62.0)), (4, (66.0, 66.5))) for s, v in
+          enumerate(vals)] + [(4, "attn", 0, None), (4, "attn", 1, None)]  # fmt: skip
+# speech (CER, lower is better): K = 1 better than K = 3, a disagreement with the paper
+SPEECH = [(k, "ffn", s, v) for k, vals in ((1, (40.0, 41.0)), (3, (45.0, 46.0))) for s, v in
+          enumerate(vals)] + [(3, "attn", 0, 70.0), (3, "attn", 1, 72.0)]  # fmt: skip
+
+
+def _run(client, exp: str, name: str, tags: dict, parent: str | None = None) -> str:
+    tags = {"mlflow.runName": name, **tags}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return client.create_run(exp, tags={k: str(v) for k, v in tags.items()}).info.run_id
+
+
+def _grid(client, exp: str, modality: str, cells: list, default_k: int, direction: str) -> None:
+    block = f"pretrain.{modality}.v2.targets"
+    tags = {"stage": "ablate", "modality": modality}
+    parent = _run(client, exp, f"ablate/{modality}", tags)
+    for k, v in {"design": "one_at_a_time", "direction": direction, "objective": "probe",
+                 "default.top_k": default_k, "default.sublayer": "ffn",
+                 "param.top_k": f"{block}.top_k", "param.sublayer": f"{block}.sublayer"}.items():  # fmt: skip
+        client.log_param(parent, f"ablate.{k}", str(v))
+    for i, (k, sub, seed, value) in enumerate(cells):
+        state = "PRUNED" if value is None else "COMPLETE"
+        child = _run(client, exp, f"ablate/{modality}/trial{i}", {**tags, "trial_number": i,
+                     "state": state, "collapsed": str(value is None).lower()}, parent)  # fmt: skip
+        for key, x in ((f"{block}.top_k", k), (f"{block}.sublayer", sub), ("seed", seed)):
+            client.log_param(child, key, str(x))
+        if value is not None:
+            client.log_metric(child, "value", value)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    tmp = tmp_path_factory.mktemp("ablate-store")
+    uri = f"sqlite:///{tmp}/mlruns.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("d2v", artifact_location=(tmp / "art").as_uri())
+    _grid(client, exp, "vision", VISION, 4, "maximize")
+    _grid(client, exp, "speech", SPEECH, 3, "minimize")
+    return build_report(uri, "d2v", tmp / "out")
+
+
+def test_ablation_tables_beside_the_paper_with_trends_in_words(report: Path) -> None:
+    md = report.read_text()
+    section = md.split("\n## Ablations")[1].split("\n## ")[0]
+    k = section.split("### top_k")[1].split("### sublayer")[0]
+    assert "| vision | 1 | 61.00 ± 1.41 (n=2) | worst in every modality |" in k
+    assert "| vision | 4 | 66.25 ± 0.35 (n=2) |" in k
+    assert "vision: K-averaging beats K = 1" in k
+    assert "speech: Disagrees with the paper: K = 1 (40.50 ± 0.71 (n=2))" in k
+    sub = section.split("### sublayer")[1]
+    assert "paper scale: Table 5" in sub and "| speech | ffn | 45.50 ± 0.71 (n=2) | 13.1 |" in sub
+    assert "| vision | attn | collapsed (2/2) | 100 (unusable) |" in sub
+    assert "vision: Ordering ffn > attn matches Table 5's." in sub
+    assert "figures/ablate_top_k.png" in section and "figures/ablate_sublayer.png" in section
+
+
+def test_ablation_figures_load_in_chromium(report: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium not installed (Debian package `chromium`)")
+    script = (
+        "<pre id=sizes></pre><script>window.addEventListener('load',()=>{"
+        "document.getElementById('sizes').textContent=[...document.images]"
+        ".filter(i=>i.alt.startsWith('ablation'))"
+        ".map(i=>i.naturalWidth+'x'+i.naturalHeight).join(' ')});</script></body>"
+    )
+    page = tmp_path / "probe.html"
+    page.write_text(report.with_suffix(".html").read_text().replace("</body>", script))
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom)
+    assert sizes, dom[-500:]
+    dims = [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]
+    assert len(dims) == 2 and all(w > 0 and h > 0 for w, h in dims)
