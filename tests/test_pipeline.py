@@ -62,6 +62,22 @@ TEXT_TINY = [
 ]
 
 
+# one ablation cell per modality (tests/test_ablate.py runs real grids)
+ABLATE_TINY = [
+    f"ablate.{m}.{k}"
+    for m, method, norm in (("vision", "v2", "instance"), ("speech", "v2", "instance"),
+                            ("text", "v1", "layer"))
+    for k in (
+        "top_k=[1]",
+        "sublayer=[ffn]",
+        f"norm=[{norm}]",
+        "seeds=[0]",
+        f'overrides=["pretrain.{m}.{method}.optim.steps=3","pretrain.{m}.{method}.optim.warmup_steps=1",'
+        f'"pretrain.{m}.checkpoint_every=1000"]',
+    )
+]  # fmt: skip
+
+
 # the bench of both methods at the smallest budget that still runs every measurement
 BENCH_TINY = [
     "model@bench.model=micro",
@@ -126,6 +142,7 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
         *SPEECH_TINY,
         *TEXT_TINY,
         *BENCH_TINY,
+        *ABLATE_TINY,
     ]
     sh([sys.executable, "-m", "d2v.cli", "params", *overrides], dst)
     return dst
@@ -204,6 +221,10 @@ def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
     sh([sys.executable, "-m", "d2v.cli", "report", "--out", "bench_report"], repo_copy)
     report = (repo_copy / "bench_report/report.md").read_text()
     assert "Performance: data2vec vs data2vec 2.0" in report and "bench_vision.png" in report
+
+    for modality in ("vision", "speech", "text"):
+        ablation = json.loads((repo_copy / f"metrics/ablate/{modality}.json").read_text())
+        assert len(ablation["cells"]) == 1, modality
 
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from d2v.atomic import atomic_path, write_text
+from d2v.config import INITS
 from d2v.report import figures, paper, tables
 from d2v.report.ablations import ablations
 from d2v.report.document import (
@@ -155,7 +156,7 @@ def results(doc: Document, runs: pd.DataFrame) -> None:
     for (modality, task, dataset), g in summary.groupby(["modality", "task", "dataset"]):
         ref = paper.table_for(str(modality))
         doc.add(Heading(2, f"{modality} / {task}" + (f" ({dataset})" if dataset else "")))
-        header = ["metric", *tables.INITS]
+        header = ["metric", *INITS]
         ref_col = None
         col = paper.column_for(ref, str(task)) if ref is not None else None
         if col is None:
@@ -166,7 +167,7 @@ def results(doc: Document, runs: pd.DataFrame) -> None:
         rows = []
         for metric, m in g.groupby("metric", sort=True):
             row = [str(metric)]
-            for init in tables.INITS:
+            for init in INITS:
                 s = m[m["init"] == init]
                 row.append(
                     tables.fmt_mean_std(s["mean"].iloc[0], s["std"].iloc[0], int(s["n"].iloc[0]))
