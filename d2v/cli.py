@@ -129,11 +129,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         print_headline(Path(args.eval_dir), Path(args.glue), Path(args.report))
         return
     params = read_params(args.params)  # validated before any compute
-    if args.command == "sweep":
-        run_sweep_command(params, args)
-        return
-    if args.command == "ablate":
-        run_ablate_command(params, args)
+    if args.command in ("sweep", "ablate"):
+        run_study_command(params, args, args.command)
         return
     if args.command == "bench":
         from d2v.runs.bench import run_bench
@@ -197,31 +194,44 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         )
 
 
-def run_sweep_command(params, args: argparse.Namespace) -> None:
-    from d2v.sweep import DEFAULT_STORAGE, run_sweep, run_worker, study_name
+def run_study_command(params, args: argparse.Namespace, stage: str) -> None:
+    """`d2v sweep <m>` (an Optuna search, sweep.<m>) or `d2v ablate <m>` (a grid study,
+    ablate.<m>, run as a sweep over its cells): create or resume the study and run its workers,
+    or (`--worker`) be one of them."""
+    from d2v.sweep import run_worker, study_name
 
     m = args.modality
-    if m.value not in params.sweep:
-        raise ConfigError(f"no search space sweep.{m.value}: allowed {sorted(params.sweep)}")
+    configs = params.sweep if stage == "sweep" else params.ablate
+    if m.value not in configs:
+        raise ConfigError(f"no {stage} study {stage}.{m.value}: allowed {sorted(configs)}")
     if args.workers < 1:
         raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
+    if stage == "ablate":
+        from d2v.ablation.study import DEFAULT_STORAGE, ablation_params
+        from d2v.ablation.study import run_ablation as run_study
+
+        study_params = ablation_params(params, m)
+    else:
+        from d2v.sweep import DEFAULT_STORAGE
+        from d2v.sweep import run_sweep as run_study
+
+        study_params = params
     prepared = Path("data/prepared") / m.value
     if args.worker:  # one of `--workers N` processes, or a worker joining from another machine
         import optuna
 
-        sweep = params.sweep[m.value]
-        storage = args.storage or sweep.storage or DEFAULT_STORAGE
-        name = study_name(sweep, params, m)
+        storage = args.storage or configs[m.value].storage or DEFAULT_STORAGE
+        name = study_name(study_params.sweep[m.value], study_params, m)
         parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
             "mlflow_parent_run_id"
         )
-        run_worker(params, m, prepared, storage, name, parent)
+        run_worker(study_params, m, prepared, storage, name, parent, stage=stage)
         return
-    run_sweep(
+    run_study(
         params,
         m,
         prepared,
-        Path("metrics/sweep") / f"{m.value}.json",
+        Path("metrics") / stage / f"{m.value}.json",
         storage=args.storage,
         workers=args.workers,
         params_path=Path(args.params),
@@ -248,38 +258,6 @@ def _seed_counts(eval_dir: Path) -> list[int]:
     import json
 
     return [len(json.loads(p.read_text()).get("seeds", [])) for p in eval_dir.glob("*.json")]
-
-
-def run_ablate_command(params, args: argparse.Namespace) -> None:
-    from d2v.ablation.study import DEFAULT_STORAGE, ablation_params, run_ablation
-    from d2v.sweep import run_worker, study_name
-
-    m = args.modality
-    if m.value not in params.ablate:
-        raise ConfigError(f"no ablation grid ablate.{m.value}: allowed {sorted(params.ablate)}")
-    if args.workers < 1:
-        raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
-    prepared = Path("data/prepared") / m.value
-    if args.worker:  # one of `--workers N` processes, or a worker joining from another machine
-        import optuna
-
-        storage = args.storage or params.ablate[m.value].storage or DEFAULT_STORAGE
-        params = ablation_params(params, m)
-        name = study_name(params.sweep[m.value], params, m)
-        parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
-            "mlflow_parent_run_id"
-        )
-        run_worker(params, m, prepared, storage, name, parent, stage="ablate")
-        return
-    run_ablation(
-        params,
-        m,
-        prepared,
-        Path("metrics/ablate") / f"{m.value}.json",
-        storage=args.storage,
-        workers=args.workers,
-        params_path=Path(args.params),
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

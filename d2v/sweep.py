@@ -177,6 +177,35 @@ def _run_one(
         tracker.mlflow.MlflowClient().set_terminated(run_id, status)
 
 
+def make_storage_dir(storage: str) -> None:
+    """A SQLite study file's folder exists before Optuna opens it."""
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def run_workers(
+    params: Params,
+    modality: Modality,
+    prepared_dir: Path,
+    storage: str,
+    name: str,
+    parent_run_id: str | None,
+    workers: int,
+    params_path: Path,
+    stage: str = "sweep",
+) -> None:
+    """Run the study's queued trials here (one worker) or in `workers` processes of
+    `d2v <stage> <modality> --worker`, which share the storage."""
+    if workers == 1:
+        run_worker(params, modality, prepared_dir, storage, name, parent_run_id, stage)
+        return
+    argv = [sys.executable, "-m", "d2v.cli", stage, modality.value, "--worker"]
+    argv += ["--storage", storage, "--params", str(params_path)]
+    codes = [p.wait() for p in [subprocess.Popen(argv) for _ in range(workers)]]
+    if any(codes):
+        log.warning("worker exit codes %s", codes)
+
+
 def run_sweep(
     params: Params,
     modality: Modality,
@@ -189,8 +218,7 @@ def run_sweep(
     """Create or resume the study, run `workers` worker processes, write the summary."""
     sweep = params.sweep[modality.value]
     storage = storage or sweep.storage or DEFAULT_STORAGE
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    make_storage_dir(storage)
     name = study_name(sweep, params, modality)
     study = open_study(sweep, name, storage)
     enqueue(study, sweep.n_trials, baseline_values(params, sweep, modality))
@@ -211,25 +239,7 @@ def run_sweep(
         ) as parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
     log.info("study %s in %s: %d trials, %d worker(s)", name, storage, sweep.n_trials, workers)
-    if workers == 1:
-        run_worker(params, modality, prepared_dir, storage, name, parent)
-    else:
-        argv = [
-            sys.executable,
-            "-m",
-            "d2v.cli",
-            "sweep",
-            modality.value,
-            "--worker",
-            "--storage",
-            storage,
-            "--params",
-            str(params_path),
-        ]
-        procs = [subprocess.Popen(argv) for _ in range(workers)]
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            log.warning("worker exit codes %s", codes)
+    run_workers(params, modality, prepared_dir, storage, name, parent, workers, params_path)
     study = optuna.load_study(study_name=name, storage=storage)
     refuse_unfinished(study, sweep)
     summary = summarize(study, sweep, modality)

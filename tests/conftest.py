@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
+import shutil
 import struct
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -202,3 +205,29 @@ def prepared_text(tmp_path_factory: pytest.TempPathFactory, bibles: dict) -> Pat
         limit_docs=3000,
     )
     return root / "prepared"
+
+
+def image_sizes(html: Path, tmp_path: Path, alt_prefix: str = "") -> list[tuple[int, int]]:
+    """The natural sizes of a report page's images (those whose alt text starts with
+    `alt_prefix`) once headless Chromium has loaded it; skips where Chromium is missing."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium not installed (Debian package `chromium`)")
+    script = (
+        "<pre id=sizes></pre><script>window.addEventListener('load',()=>{"
+        "document.getElementById('sizes').textContent=[...document.images]"
+        f".filter(i=>i.alt.startsWith('{alt_prefix}'))"
+        ".map(i=>i.naturalWidth+'x'+i.naturalHeight).join(' ')});</script></body>"
+    )
+    page = tmp_path / "probe.html"
+    page.write_text(html.read_text().replace("</body>", script))
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom)
+    assert sizes, dom[-500:]
+    return [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]

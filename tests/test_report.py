@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from d2v.report import build_report, compare_runs
 from d2v.report.sources import load_runs
 from d2v.report.tables import fmt_mean_std
+from tests.conftest import image_sizes
 
 PRE = {0: 71.0, 1: 72.5, 2: 73.25}
 SCR = {0: 60.0, 1: 61.0, 2: 65.5}
@@ -168,24 +168,5 @@ def test_empty_store(tmp_path: Path, experiment: str) -> None:
 
 
 def test_html_images_load_in_chromium(report: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("chromium not installed (Debian package `chromium`)")
-    script = (
-        "<pre id=sizes></pre><script>window.addEventListener('load',()=>{"
-        "document.getElementById('sizes').textContent=[...document.images]"
-        ".map(i=>i.naturalWidth+'x'+i.naturalHeight).join(' ')});</script></body>"
-    )
-    page = tmp_path / "probe.html"
-    page.write_text(report.with_suffix(".html").read_text().replace("</body>", script))
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
-    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom)
-    assert sizes, dom[-500:]
-    dims = [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]
+    dims = image_sizes(report.with_suffix(".html"), tmp_path)
     assert len(dims) == 2 and all(w > 0 and h > 0 for w, h in dims)

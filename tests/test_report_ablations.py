@@ -4,14 +4,12 @@ its figures loading in headless Chromium with a natural size > 0."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from d2v.report import build_report
+from tests.conftest import image_sizes
 
 # (modality, K, sublayer, seed, value or None for collapsed); defaults K=4 / ffn
 VISION = [(k, "ffn", s, v) for k, vals in ((1, (60.0, 62.0)), (4, (66.0, 66.5))) for s, v in
@@ -75,25 +73,5 @@ def test_ablation_tables_beside_the_paper_with_trends_in_words(report: Path) -> 
 
 
 def test_ablation_figures_load_in_chromium(report: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("chromium not installed (Debian package `chromium`)")
-    script = (
-        "<pre id=sizes></pre><script>window.addEventListener('load',()=>{"
-        "document.getElementById('sizes').textContent=[...document.images]"
-        ".filter(i=>i.alt.startsWith('ablation'))"
-        ".map(i=>i.naturalWidth+'x'+i.naturalHeight).join(' ')});</script></body>"
-    )
-    page = tmp_path / "probe.html"
-    page.write_text(report.with_suffix(".html").read_text().replace("</body>", script))
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
-    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom)
-    assert sizes, dom[-500:]
-    dims = [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]
+    dims = image_sizes(report.with_suffix(".html"), tmp_path, "ablation")
     assert len(dims) == 2 and all(w > 0 and h > 0 for w, h in dims)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,14 @@ from d2v.ablation.grid import study_config as grid_study_config
 from d2v.atomic import write_json
 from d2v.config import Modality, Params
 from d2v.objective import trial_params
-from d2v.sweep import FINISHED, open_study, run_worker, study_name
+from d2v.sweep import (
+    FINISHED,
+    make_storage_dir,
+    open_study,
+    refuse_unfinished,
+    run_workers,
+    study_name,
+)
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -78,8 +83,7 @@ def run_ablation(
     check_cells(params, modality)
     sweep = params.sweep[modality.value]
     storage = storage or cfg.storage or DEFAULT_STORAGE
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    make_storage_dir(storage)
     name = study_name(sweep, params, modality)
     study = open_study(sweep, name, storage)
     default = defaults(params, modality)
@@ -103,15 +107,12 @@ def run_ablation(
         ) as parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
     log.info("ablation %s in %s: %d cells (%d new)", name, storage, sweep.n_trials, added)
-    if workers == 1:
-        run_worker(params, modality, prepared_dir, storage, name, parent, stage="ablate")
-    else:
-        argv = [sys.executable, "-m", "d2v.cli", "ablate", modality.value, "--worker"]
-        argv += ["--storage", storage, "--params", str(params_path)]
-        codes = [p.wait() for p in [subprocess.Popen(argv) for _ in range(workers)]]
-        if any(codes):
-            log.warning("worker exit codes %s", codes)
-    summary = summarize(optuna.load_study(study_name=name, storage=storage), params, modality)
+    run_workers(
+        params, modality, prepared_dir, storage, name, parent, workers, params_path, "ablate"
+    )
+    study = optuna.load_study(study_name=name, storage=storage)
+    refuse_unfinished(study, sweep)  # a cell still RUNNING: no summary claiming the grid is done
+    summary = summarize(study, params, modality)
     summary.update(storage_kind=storage.split(":")[0].split("+")[0], study_name=name)
     with tracker.run("", run_id=parent):
         tracker.log_metrics({f"cells_{k.lower()}": v for k, v in summary["states"].items()})

@@ -67,22 +67,18 @@ class Params:
         self.pretrain.text.validate("pretrain.text", self.model)
         for name, task in self.finetune.items():
             task.validate(f"finetune.{name}")
+        for section, studies in (("sweep", self.sweep), ("ablate", self.ablate)):
+            for name in studies:
+                check(
+                    name in Modality.__members__,
+                    section,
+                    name,
+                    "keys naming modalities: " + ", ".join(m.value for m in Modality),
+                )
         for name, sweep in self.sweep.items():
-            check(
-                name in Modality.__members__,
-                "sweep",
-                name,
-                "keys naming modalities: " + ", ".join(m.value for m in Modality),
-            )
             sweep.validate(f"sweep.{name}", self.finetune)
         self.bench.validate("bench")
         for name, ablate in self.ablate.items():
-            check(
-                name in Modality.__members__,
-                "ablate",
-                name,
-                "keys naming modalities: " + ", ".join(m.value for m in Modality),
-            )
             ablate.validate(f"ablate.{name}", self.model.depth, self.finetune)
         return self
 
