@@ -46,7 +46,7 @@ params: venv
 run: setup
 	$(VENV)/bin/dvc repro report glue  # every chain and sweep@vision; `dvc repro` adds sweep@speech/text
 	$(PY) -m d2v.cli headline  # pretrained vs scratch per task, verdicts, the report's path
-	@echo "left for later: dvc repro sweep@speech sweep@text (studies), dvc repro bench (speed)"
+	@echo "left for later: dvc repro sweep@speech sweep@text (studies), ablate@vision ablate@speech ablate@text (the paper's ablations), bench (speed)"
 
 test: setup
 	$(VENV)/bin/ruff check d2v stages tests

@@ -62,7 +62,7 @@ TEXT_TINY = [
 ]
 
 
-# one ablation cell per modality (tests/test_ablate.py runs real grids)
+# two ablation cells per modality (tests/test_ablate.py runs real grids)
 ABLATE_TINY = [
     f"ablate.{m}.{k}"
     for m, method, norm in (("vision", "v2", "instance"), ("speech", "v2", "instance"),
@@ -224,7 +224,8 @@ def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
 
     for modality in ("vision", "speech", "text"):
         ablation = json.loads((repo_copy / f"metrics/ablate/{modality}.json").read_text())
-        assert len(ablation["cells"]) == 1, modality
+        # the method's own targets (the default cell) and K = 1, once each
+        assert len(ablation["cells"]) == ablation["n_cells"] == 2, modality
 
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)
