@@ -109,10 +109,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     if args.command == "report":
         from d2v.config import TrackingConfig
         from d2v.report import build_report
-        from d2v.tracking import tracking_uri
+        from d2v.tracking import check_reachable, tracking_uri
 
         cfg = read_params(args.params).tracking if Path(args.params).exists() else TrackingConfig()
         uri = tracking_uri(cfg)
+        check_reachable(uri)
         with about(f"MLflow tracking store {uri}"):
             path = build_report(
                 uri,

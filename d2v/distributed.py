@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,6 +33,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The longest a first build of DeepSpeed's CPU comm op takes here is ~2 min: a build lock older
+# than this was left by a killed build, and torch would wait on it forever, silently.
+STALE_BUILD_LOCK_S = 600.0
+
+
+def check_build_locks(now: float | None = None) -> list[Path]:
+    """Torch-extension build locks (`<TORCH_EXTENSIONS_DIR>/<op>/lock`): each is named in a
+    warning at once (torch waits on it without a word); those older than STALE_BUILD_LOCK_S are
+    removed. Returns the removed ones."""
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    root = Path(env) if env else Path.home() / ".cache" / "torch_extensions"
+    now = time.time() if now is None else now
+    removed = []
+    for lock in sorted([*root.glob("*/lock"), *root.glob("*/*/lock")]):
+        age = now - lock.stat().st_mtime
+        if age > STALE_BUILD_LOCK_S:
+            log.warning(
+                "removing stale build lock %s (%.0f s old: a killed build left it)", lock, age
+            )
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
+        else:
+            log.warning(
+                "build lock %s (%.0f s old): waiting for the build that holds it; if none runs,"
+                " delete the file",
+                lock,
+                age,
+            )
+    return removed
+
+
 def init_distributed() -> DistInfo:
     """Join (or, as a lone process, create) the default process group through DeepSpeed.
 
@@ -47,6 +80,7 @@ def init_distributed() -> DistInfo:
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(free_port()),
         )
+    check_build_locks()
     import deepspeed
     import torch.distributed as dist
 

@@ -61,6 +61,22 @@ def hardware() -> str:
     return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
 
 
+REACH_TIMEOUT_S = 5.0  # a tracking server that does not answer its health check in this is down
+
+
+def check_reachable(uri: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """An http(s) tracking server answers `/health` within `timeout_s`, or this raises naming it
+    (MLflow itself would retry each request for minutes, silently)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    from d2v.failures import about
+
+    with about(f"MLflow tracking server {uri}"):
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+
+
 class Tracker:
     def __init__(self, cfg: TrackingConfig, active: bool = True):
         self.active = active
@@ -71,6 +87,7 @@ class Tracker:
 
         self.mlflow = mlflow
         uri = tracking_uri(cfg)
+        check_reachable(uri)
         mlflow.set_tracking_uri(uri)
         if mlflow.get_experiment_by_name(cfg.experiment) is None:
             location = None

@@ -9,12 +9,16 @@ class of failure found.
 from __future__ import annotations
 
 import copy
+import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from d2v.cli import main
+from d2v.distributed import STALE_BUILD_LOCK_S, check_build_locks
 from tests.conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -413,3 +417,37 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert (
         "step00000020 unreadable" in caplog.text and "falling back to step00000010" in caplog.text
     )
+
+
+def test_build_locks_named_at_once_and_stale_ones_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build killed while compiling DeepSpeed's comm op leaves a lock torch waits on forever."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale, live = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "py311_cpu" / "op" / "lock"
+    for lock in (stale, live):
+        lock.parent.mkdir(parents=True)
+        lock.touch()
+    old = time.time() - STALE_BUILD_LOCK_S - 60
+    os.utime(stale, (old, old))
+    with caplog.at_level(logging.WARNING, logger="d2v.distributed"):
+        assert check_build_locks() == [stale]
+    assert not stale.exists() and live.exists()
+    assert str(stale) in caplog.text and str(live) in caplog.text
+
+
+def test_unreachable_tracking_server_exits_2_within_seconds(tmp_path, monkeypatch, capfd) -> None:
+    """MLflow would retry every request for minutes; the health check names the server at once."""
+    import socket
+
+    with socket.socket() as s:  # a free port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tracking"]["uri"] = uri
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    assert f"MLflow tracking server {uri}" in stage(capfd, "report", "--out", "out")
+    assert time.monotonic() - start < 30 and not (tmp_path / "out").exists()
