@@ -26,6 +26,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
+    restore_interrupted_swap(path)
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     )
@@ -44,6 +45,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_interrupted_swap(path: Path) -> None:
+    """A folder swap killed between its two renames leaves only `.name.old`: put it back, so
+    that the last complete output is never the one thrown away."""
+    old = path.with_name(f".{path.name}.old")
+    if not old.exists():
+        return
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)  # the swap finished; only its clean-up did not
+    else:
+        old.rename(path)
+        log.warning("restored %s from %s (a run was killed while replacing it)", path, old.name)
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:

@@ -375,6 +375,19 @@ def test_killed_writers_temporaries_removed_on_the_next_run(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
 
 
+def test_swap_killed_between_its_renames_keeps_the_last_complete_output(tmp_path) -> None:
+    from d2v.atomic import atomic_path
+
+    out = tmp_path / "model"
+    (tmp_path / ".model.old").mkdir()  # killed after `model` -> `.model.old`, before the new one
+    (tmp_path / ".model.old" / "weights").write_text("complete")
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:  # the next run fails too
+        tmp.mkdir()
+        raise RuntimeError("killed again")
+    assert (out / "weights").read_text() == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_sweep_with_a_trial_still_running_is_not_summarized(tmp_path) -> None:
     import optuna
 
