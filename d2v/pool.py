@@ -1,9 +1,10 @@
 """Independent runs (a downstream task's (init, seed) pairs) spread over worker processes.
 
 A micro encoder's matmuls are too small to keep two cores busy from one process: on 2 CPU cores,
-two one-thread processes fine-tune 1.15x (speech) to 1.6x (text) faster than one two-thread
-process. So on CPU the runs go to `workers` spawned processes that split the cores' threads;
-on a GPU, or with one worker, they run in this process, one after another.
+two one-thread processes step 1.1x (speech CTC) to 1.5x (text, images) faster than one
+two-thread process (interleaved A/B), and `make run`'s fine-tuning and evaluation ran ~1.3x
+faster. So on CPU the runs go to `workers` spawned processes that split the cores' threads; on a
+GPU, or with one worker, they run in this process, one after another.
 
 Each run is a pure function of its arguments (seeded inside), so which worker runs it does not
 change what it computes beyond float summation order. Results come back in the jobs' order.
