@@ -245,7 +245,7 @@ def print_headline(eval_dir: Path, glue: Path, report: Path) -> None:
     rows = load_rows(eval_dir, glue)
     if not rows:
         raise DataError(f"no evaluation results in {eval_dir}: run `dvc repro` first")
-    seeds = sorted({n for n in _seed_counts(eval_dir)})
+    seeds = sorted({r.seeds for r in rows if r.seeds})
     print(render(rows))
     print(
         f"mean ± sample std over {'/'.join(map(str, seeds))} seeds; gain > 0 is better for"
@@ -253,12 +253,6 @@ def print_headline(eval_dir: Path, glue: Path, report: Path) -> None:
         " full datasets)."
     )
     print(f"report: {report}" + ("" if report.exists() else " (not built yet: dvc repro report)"))
-
-
-def _seed_counts(eval_dir: Path) -> list[int]:
-    import json
-
-    return [len(json.loads(p.read_text()).get("seeds", [])) for p in eval_dir.glob("*.json")]
 
 
 def main(argv: list[str] | None = None) -> None:

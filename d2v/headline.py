@@ -43,6 +43,7 @@ class Row:
     scratch: float
     scratch_std: float
     chance: float | None = None
+    seeds: int = 0  # how many seeds the means and stds are over
 
     @property
     def lower_is_better(self) -> bool:
@@ -111,6 +112,7 @@ def task_rows(result: dict) -> list[Row]:
                 scr[metric],
                 scr.get(f"{metric}_std", 0.0),
                 chance.get(metric.removeprefix("probe_")),
+                len(result.get("seeds", [])),
             )
         )
     return rows
