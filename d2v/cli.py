@@ -9,14 +9,13 @@ store, before any compute where the params are at fault; `--debug` adds the trac
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from pathlib import Path
 
 from d2v.collapse import CollapseError
-from d2v.config import ConfigError, Modality
-from d2v.data.errors import DataError
-from d2v.failures import EXIT_EXPECTED, about, expected_failure, format_traceback
+from d2v.config import Modality
+from d2v.failures import EXIT_EXPECTED, expected_failure, format_traceback
 
 log = logging.getLogger("d2v")
 
@@ -99,160 +98,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> None:
-    from d2v.params_io import dump_composed, read_params
+# Each command's code lives in its own module, imported only when that command runs, so a stage
+# process loads only what it uses and its dvc.yaml deps name only that code
+# (tests/test_stage_deps.py checks them against these modules' import closure).
+COMMANDS = {
+    "download": "d2v.runs.download",
+    "prepare": "d2v.runs.prepare",
+    "pretrain": "d2v.runs.pretrain",
+    "finetune": "d2v.runs.finetune",
+    "evaluate": "d2v.runs.evaluate",
+    "glue": "d2v.runs.glue",
+    "sweep": "d2v.runs.sweep",
+    "ablate": "d2v.runs.ablate",
+    "bench": "d2v.runs.bench",
+    "report": "d2v.runs.report",
+    "headline": "d2v.runs.headline",
+}
 
+
+def run(args: argparse.Namespace, argv: list[str]) -> None:
     if args.command == "params":
+        from d2v.params_io import dump_composed
+
         dump_composed(args.out, args.conf, args.overrides)
         log.info("wrote %s", args.out)
         return
-    if args.command == "report":
-        from d2v.config import TrackingConfig
-        from d2v.report import build_report
-        from d2v.tracking import check_reachable, tracking_uri
-
-        cfg = read_params(args.params).tracking if Path(args.params).exists() else TrackingConfig()
-        uri = tracking_uri(cfg)
-        check_reachable(uri)
-        with about(f"MLflow tracking store {uri}"):
-            path = build_report(
-                uri,
-                args.experiment or cfg.experiment,
-                Path(args.out),
-                args.filter,
-                args.compare,
-                Path(args.eval_dir),
-                Path(args.glue),
-            )
-        log.info("report: %s", path)
-        return
-    if args.command == "headline":
-        print_headline(Path(args.eval_dir), Path(args.glue), Path(args.report))
-        return
-    params = read_params(args.params)  # validated before any compute
-    if args.command in ("sweep", "ablate"):
-        run_study_command(params, args, args.command)
-        return
-    if args.command == "bench":
-        from d2v.runs.bench import run_bench
-
-        m = args.modality.value
-        run_bench(
-            params, args.modality, Path("data/prepared") / m, Path("metrics/bench") / f"{m}.json"
-        )
-        return
-    if args.command == "glue":
-        from d2v.runs.glue import run_glue
-
-        run_glue(params, Path("metrics/eval"), Path("metrics/glue.json"))
-        return
-    if args.command in ("download", "prepare", "pretrain"):
-        m = args.modality.value
-        raw, prepared = Path("data/raw") / m, Path("data/prepared") / m
-        if args.command == "download":
-            from d2v.runs.download import run_download
-
-            run_download(params, args.modality, raw)
-        elif args.command == "prepare":
-            from d2v.runs.prepare import run_prepare
-
-            run_prepare(params, args.modality, raw, prepared)
-        else:
-            from d2v.runs.pretrain import needs_relaunch, relaunch_under_torchrun, run_pretrain
-
-            if needs_relaunch(params):
-                code = relaunch_under_torchrun(params.deepspeed.num_procs, ["-m", "d2v.cli", *argv])
-                if code:
-                    raise SystemExit(code)
-                return
-            run_pretrain(
-                params,
-                args.modality,
-                prepared,
-                Path("models") / m / "pretrained",
-                Path("metrics/pretrain") / f"{m}.json",
-            )
-        return
-    if args.task not in params.finetune:
-        raise ConfigError(f"unknown task {args.task!r}: allowed {sorted(params.finetune)}")
-    m = params.finetune[args.task].modality.value
-    prepared, pretrained = Path("data/prepared") / m, Path("models") / m / "pretrained"
-    finetuned = Path("models") / args.task / "finetuned"
-    if args.command == "finetune":
-        from d2v.runs.finetune import run_finetune
-
-        run_finetune(params, args.task, prepared, pretrained, finetuned)
-    else:
-        from d2v.runs.evaluate import run_evaluate
-
-        run_evaluate(
-            params,
-            args.task,
-            prepared,
-            pretrained,
-            finetuned,
-            Path("metrics/eval") / f"{args.task}.json",
-        )
-
-
-def run_study_command(params, args: argparse.Namespace, stage: str) -> None:
-    """`d2v sweep <m>` (an Optuna search, sweep.<m>) or `d2v ablate <m>` (a grid study,
-    ablate.<m>, run as a sweep over its cells): create or resume the study and run its workers,
-    or (`--worker`) be one of them."""
-    from d2v.sweep import run_worker, study_name
-
-    m = args.modality
-    configs = params.sweep if stage == "sweep" else params.ablate
-    if m.value not in configs:
-        raise ConfigError(f"no {stage} study {stage}.{m.value}: allowed {sorted(configs)}")
-    if args.workers < 1:
-        raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
-    if stage == "ablate":
-        from d2v.ablation.study import DEFAULT_STORAGE, ablation_params
-        from d2v.ablation.study import run_ablation as run_study
-
-        study_params = ablation_params(params, m)
-    else:
-        from d2v.sweep import DEFAULT_STORAGE
-        from d2v.sweep import run_sweep as run_study
-
-        study_params = params
-    prepared = Path("data/prepared") / m.value
-    if args.worker:  # one of `--workers N` processes, or a worker joining from another machine
-        import optuna
-
-        storage = args.storage or configs[m.value].storage or DEFAULT_STORAGE
-        name = study_name(study_params.sweep[m.value], study_params, m)
-        parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
-            "mlflow_parent_run_id"
-        )
-        run_worker(study_params, m, prepared, storage, name, parent, stage=stage)
-        return
-    run_study(
-        params,
-        m,
-        prepared,
-        Path("metrics") / stage / f"{m.value}.json",
-        storage=args.storage,
-        workers=args.workers,
-        params_path=Path(args.params),
-    )
-
-
-def print_headline(eval_dir: Path, glue: Path, report: Path) -> None:
-    from d2v.headline import load_rows, render
-
-    rows = load_rows(eval_dir, glue)
-    if not rows:
-        raise DataError(f"no evaluation results in {eval_dir}: run `dvc repro` first")
-    seeds = sorted({r.seeds for r in rows if r.seeds})
-    print(render(rows))
-    print(
-        f"mean ± sample std over {'/'.join(map(str, seeds))} seeds; gain > 0 is better for"
-        " pretrained; verdicts at 2x the larger std; paper numbers are paper scale (Base models,"
-        " full datasets)."
-    )
-    print(f"report: {report}" + ("" if report.exists() else " (not built yet: dvc repro report)"))
+    importlib.import_module(COMMANDS[args.command]).command(args, argv)
 
 
 def main(argv: list[str] | None = None) -> None:

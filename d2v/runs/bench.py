@@ -14,6 +14,7 @@ Writes `metrics/bench/<modality>.json` and one MLflow run (stage=bench):
 
 from __future__ import annotations
 
+import argparse
 import copy
 import logging
 import math
@@ -215,3 +216,12 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[f"{name}.{key}"] = value
     return out
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v bench <modality>` (the stage bench@<modality>)."""
+    from d2v.params_io import read_params
+
+    params = read_params(args.params)  # validated before any compute
+    m = args.modality.value
+    run_bench(params, args.modality, Path("data/prepared") / m, Path("metrics/bench") / f"{m}.json")

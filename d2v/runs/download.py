@@ -7,6 +7,7 @@ text: Bible + WordNet corpus and GLUE-format stand-ins, or the GLUE archives + a
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -118,3 +119,11 @@ def run_download(params: Params, modality: Modality, out_dir: Path) -> dict:
             stats = download_text(cfg, out_dir, seed=0)
         log.info("wrote %s", out_dir)
         return stats
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v download <modality>` (the stage download@<modality>)."""
+    from d2v.params_io import read_params
+
+    params = read_params(args.params)  # validated before any compute
+    run_download(params, args.modality, Path("data/raw") / args.modality.value)

@@ -8,6 +8,7 @@ with `probe_<metric>` for the linear probe and `<metric>_std` for the spread ove
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from d2v.config import Params
 from d2v.downstream import DownstreamTask, build_model
 from d2v.finetune import chance_scores, predict, probe_scores
 from d2v.metrics import summarize
+from d2v.params_io import read_params
 from d2v.pool import run_all, worker_count
 from d2v.runs.finetune import (
     INITS,
@@ -25,6 +27,7 @@ from d2v.runs.finetune import (
     init_encoder,
     load_task,
     pretrain_summary,
+    task_paths,
     task_tags,
 )
 from d2v.tracking import Tracker
@@ -130,3 +133,11 @@ def run_evaluate(
         tracker.log_metrics({f"chance_{k}": v for k, v in result["chance"].items()})
         write_json(metrics_path, result)
     return result
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v evaluate <task>` (the stage evaluate@<task>)."""
+    params = read_params(args.params)  # validated before any compute
+    prepared, pretrained, finetuned = task_paths(params, args.task)
+    out = Path("metrics/eval") / f"{args.task}.json"
+    run_evaluate(params, args.task, prepared, pretrained, finetuned, out)

@@ -4,6 +4,7 @@ runs are independent: `downstream_workers` processes share them (`d2v.pool`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from pathlib import Path
@@ -11,13 +12,13 @@ from pathlib import Path
 import torch
 
 from d2v.atomic import atomic_path, write_json
-from d2v.config import INITS, Params, TaskConfig
+from d2v.config import INITS, ConfigError, Params, TaskConfig
 from d2v.distributed import bf16_supported
 from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder
 from d2v.finetune import finetune, labeled_subset
 from d2v.modalities import downstream_task
-from d2v.params_io import fingerprint
+from d2v.params_io import fingerprint, read_params
 from d2v.pool import run_all, worker_count
 from d2v.tracking import Tracker
 
@@ -111,14 +112,22 @@ def finetune_one(
 
 
 def run_finetune(
-    params: Params, task_name: str, prepared_dir: Path, pretrained: Path, out_dir: Path
+    params: Params,
+    task_name: str,
+    prepared_dir: Path,
+    pretrained: Path,
+    out_dir: Path,
+    curves_path: Path | None = None,
 ) -> dict:
+    """Fine-tune every (init, seed) of `task_name` into out_dir; with `curves_path`, also write
+    the training curves there (`curves`, for `dvc plots`)."""
     cfg: TaskConfig = params.finetune[task_name]
     task = load_task(params, task_name, prepared_dir)
     tracker = Tracker(params.tracking)
     base_tags = task_tags("finetune", params, task, pretrained)
     summary: dict = {"task": task_name, "label_fraction": cfg.label_fraction, "runs": {}}
     runs = [(init, seed) for init in INITS for seed in params.seeds]
+    histories: dict[tuple[str, int], list[tuple[int, dict[str, float]]]] = {}
     with (
         tracker.run(
             f"finetune/{task_name}",
@@ -131,7 +140,7 @@ def run_finetune(
         jobs = [(params, task_name, prepared_dir, pretrained, tmp, *run) for run in runs]
         results = run_all(finetune_one, jobs, worker_count(params.downstream_workers, len(jobs)))
         for (init, seed), result in zip(runs, results, strict=True):
-            history = result.pop("history")
+            history = histories[init, seed] = result.pop("history")
             with tracker.run(
                 f"finetune/{task_name}/{init}/seed{seed}",
                 nested=True,
@@ -146,4 +155,41 @@ def run_finetune(
                     tracker.log_metrics(metrics, step=step)
             summary["runs"][f"{init}/seed{seed}"] = result
         write_json(tmp / "summary.json", summary)
+    if curves_path is not None:
+        write_json(curves_path, curves(histories))
     return summary
+
+
+def curves(
+    histories: dict[tuple[str, int], list[tuple[int, dict[str, float]]]], metric: str = "train_loss"
+) -> list[dict[str, float]]:
+    """One row per logged step: `metric` per init, the mean over seeds (what `dvc plots` draws:
+    x step, y pretrained and scratch)."""
+    by_step: dict[int, dict[str, list[float]]] = {}
+    for (init, _seed), history in sorted(histories.items()):
+        for step, metrics in history:
+            by_step.setdefault(step, {}).setdefault(init, []).append(metrics[metric])
+    return [
+        {"step": step, **{init: sum(v) / len(v) for init, v in sorted(row.items())}}
+        for step, row in sorted(by_step.items())
+    ]
+
+
+def task_paths(params: Params, task: str) -> tuple[Path, Path, Path]:
+    """The prepared data, pretrained model and fine-tuned models of `task` (a params.finetune
+    key; an unknown one is refused naming the allowed ones)."""
+    if task not in params.finetune:
+        raise ConfigError(f"unknown task {task!r}: allowed {sorted(params.finetune)}")
+    m = params.finetune[task].modality.value
+    return (
+        Path("data/prepared") / m,
+        Path("models") / m / "pretrained",
+        Path("models") / task / "finetuned",
+    )
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v finetune <task>` (the stage finetune@<task>)."""
+    params = read_params(args.params)  # validated before any compute
+    curves_path = Path("metrics/finetune") / f"{args.task}.json"
+    run_finetune(params, args.task, *task_paths(params, args.task), curves_path)

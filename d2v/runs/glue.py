@@ -8,6 +8,7 @@ With the embedded stand-ins only four tasks exist: their average is written as
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from pathlib import Path
@@ -72,3 +73,10 @@ def run_glue(params: Params, metrics_dir: Path, out_path: Path) -> dict:
         out["scratch"][key],
     )
     return out
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v glue` (the stage glue)."""
+    from d2v.params_io import read_params
+
+    run_glue(read_params(args.params), Path("metrics/eval"), Path("metrics/glue.json"))

@@ -7,6 +7,7 @@ pretraining blocks and encoded GLUE inputs.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -86,3 +87,12 @@ def run_prepare(params: Params, modality: Modality, raw_dir: Path, out_dir: Path
         tracker.log_metrics({"skipped": skipped})
         log.info("prepared %s: %d skipped", out_dir, skipped)
         return meta
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v prepare <modality>` (the stage prepare@<modality>)."""
+    from d2v.params_io import read_params
+
+    params = read_params(args.params)  # validated before any compute
+    m = args.modality.value
+    run_prepare(params, args.modality, Path("data/raw") / m, Path("data/prepared") / m)

@@ -7,6 +7,7 @@ everything that shapes the run, so a killed run resumes and a changed config sta
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from d2v.collapse import CollapseError
 from d2v.config import Modality, Params, to_dict
 from d2v.distributed import free_port, init_distributed
 from d2v.modalities import pretrain_spec
-from d2v.params_io import fingerprint
+from d2v.params_io import fingerprint, read_params
 from d2v.tracking import Tracker
 from d2v.train import full_state_dict, pretrain
 
@@ -157,3 +158,22 @@ def run_pretrain(
 
 def needs_relaunch(params: Params) -> bool:
     return params.deepspeed.num_procs > 1 and "RANK" not in os.environ
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> None:
+    """`d2v pretrain <modality>` (the stage pretrain@<modality>); with `deepspeed.num_procs > 1`
+    and no launcher around it, the same command again under torchrun."""
+    params = read_params(args.params)  # validated before any compute
+    if needs_relaunch(params):
+        code = relaunch_under_torchrun(params.deepspeed.num_procs, ["-m", "d2v.cli", *argv])
+        if code:
+            raise SystemExit(code)
+        return
+    m = args.modality.value
+    run_pretrain(
+        params,
+        args.modality,
+        Path("data/prepared") / m,
+        Path("models") / m / "pretrained",
+        Path("metrics/pretrain") / f"{m}.json",
+    )
