@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from d2v.report import build_report, compare_runs
 from d2v.report.sources import load_runs
 from d2v.report.tables import fmt_mean_std
-from tests.conftest import image_sizes
+from tests.conftest import image_sizes, subprocess_env
 
 PRE = {0: 71.0, 1: 72.5, 2: 73.25}
 SCR = {0: 60.0, 1: 61.0, 2: 65.5}
@@ -112,7 +114,9 @@ def test_sweep_best_trial_counts_importances(report: Path) -> None:
     best = sweep.split("Best trials:")[1].split("Parameter importances")[0]
     rows = [r for r in best.splitlines() if re.match(r"\| \d", r)]
     assert rows[0].startswith("| 2 |") and "58.25" in rows[0]  # not the collapsed 99.0
-    scores = [r.split("|")[3].strip() for r in rows]  # run ids are random hex: only the score column
+    scores = [
+        r.split("|")[3].strip() for r in rows
+    ]  # run ids are random hex: only the score column
     assert scores == ["58.25", "55.5", "50"]  # the collapsed 99.0 is not a best trial
     assert sweep.index("| top_k | 0.750 |") < sweep.index("| mask_ratio | 0.250 |")
     assert "figures/sweep_0_vision.png" in sweep
@@ -138,6 +142,26 @@ def test_metrics_folder_changes_nothing(store: dict, report: Path, tmp_path, mon
     shutil.rmtree(tmp_path / "metrics")
     c = build_report(store["uri"], "d2v", tmp_path / "c").read_text()
     assert a == b == c == report.read_text()
+
+
+def test_rebuilt_report_is_byte_identical(store: dict, tmp_path: Path) -> None:
+    """Two processes (string hashing differs between processes, and with it the order of
+    anything collected in a set) build the same bytes from the same store."""
+    build = "import sys; from d2v.report import build_report; build_report(sys.argv[1], 'd2v', sys.argv[2])"
+    outs = [tmp_path / "a", tmp_path / "b"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", build, store["uri"], str(out)],
+            env=subprocess_env(PYTHONHASHSEED=seed),
+        )
+        for out, seed in zip(outs, ("1", "2"), strict=True)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert {Path("report.md"), Path("report.html")} <= set(files)
+    assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
+    for f in files:
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
 
 
 def test_compare_runs_diff(store: dict) -> None:

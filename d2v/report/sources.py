@@ -43,7 +43,16 @@ def load_runs(uri: str, experiment: str, filter_string: str | None = None) -> pd
             order_by=["attributes.start_time DESC"],
         )
     log.info("loaded %d runs of %r from %s", len(df), experiment, uri)
-    return df.reset_index(drop=True)
+    return in_stable_order(df)
+
+
+def in_stable_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows newest first, ties by run id; columns sorted after the base ones. MLflow gives
+    columns in an order that changes between processes (it collects keys in sets), so without
+    this a rebuild from the same store gives another report."""
+    df = df.sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable")
+    base = [c for c in BASE_COLUMNS if c in df.columns]
+    return df[base + sorted(c for c in df.columns if c not in base)].reset_index(drop=True)
 
 
 def tag(runs: pd.DataFrame, name: str) -> pd.Series:

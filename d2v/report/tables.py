@@ -123,9 +123,11 @@ class SweepView:
         return t[ok & t["metrics.value"].notna()]
 
     def best(self, n: int = 5) -> pd.DataFrame:
-        return self.usable().sort_values("metrics.value", ascending=self.direction == "minimize")[
-            : max(n, 0)
-        ]
+        usable = self.usable()  # ties keep the runs' (stable) order
+        order = usable.sort_values(
+            "metrics.value", ascending=self.direction == "minimize", kind="stable"
+        )
+        return order[: max(n, 0)]
 
     @property
     def importances(self) -> dict[str, float]:
@@ -135,7 +137,7 @@ class SweepView:
             for k, v in self.parent.items()
             if k.startswith(pre) and not pd.isna(v)
         }
-        return dict(sorted(imp.items(), key=lambda kv: -kv[1]))
+        return dict(sorted(imp.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def sweeps(runs: pd.DataFrame) -> list[SweepView]:
