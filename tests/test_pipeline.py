@@ -148,8 +148,15 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
     return dst
 
 
-def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
+@pytest.fixture(scope="module")
+def reproduced(repo_copy: Path) -> Path:
+    """The repo copy after one `dvc repro` of every stage (the tests below share it)."""
     sh(["dvc", "repro"], repo_copy)
+    return repo_copy
+
+
+def test_dvc_repro_runs_every_chain(reproduced: Path) -> None:
+    repo_copy = reproduced
     result = json.loads((repo_copy / "metrics/eval/imagenet.json").read_text())
     # the metrics contract of DESIGN.md
     assert result["seeds"] == [0, 1]
@@ -230,6 +237,36 @@ def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
     # nothing changed: nothing reruns
     again = sh(["dvc", "repro"], repo_copy)
     assert "didn't change, skipping" in again.stdout + again.stderr or "up to date" in again.stdout
+
+
+def changed_stages(repo: Path, *targets: str) -> set[str]:
+    return set(json.loads(sh(["dvc", "status", "--json", *targets], repo).stdout))
+
+
+def test_make_run_targets_up_to_date(reproduced: Path) -> None:
+    # what `make run` reproduces, upstream included
+    assert changed_stages(reproduced, "report", "glue") == set()
+
+
+def test_plots_show_training_curves(reproduced: Path) -> None:
+    shown = json.loads(sh(["dvc", "plots", "show", "--json"], reproduced).stdout)["data"]
+    for modality in ("vision", "speech", "text"):
+        assert f"models/{modality}/pretrained/history.json" in shown, sorted(shown)
+    for task in ("imagenet", "librispeech", "sst2"):
+        curve = next(v for k, v in shown.items() if k.endswith(f"metrics/finetune/{task}.json"))
+        rows = curve[0]["content"]["data"]["values"]
+        assert rows and {"step", "pretrained", "scratch"} <= set(rows[0]), task
+
+
+def test_editing_report_code_reruns_only_the_report(reproduced: Path) -> None:
+    module = reproduced / "d2v/report/tables.py"
+    text = module.read_text()
+    module.write_text(text + "\n# an edit\n")
+    try:
+        assert changed_stages(reproduced) == {"report"}
+    finally:
+        module.write_text(text)
+    assert changed_stages(reproduced) == set()
 
 
 def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
