@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -54,9 +55,10 @@ def git_revision() -> str:
 
 
 def hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
+    # a stage that never loaded torch (download, prepare, glue) used the CPU alone; importing
+    # torch here only to say so cost the glue stage over a second
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
 

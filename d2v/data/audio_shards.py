@@ -27,9 +27,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from d2v.atomic import atomic_path, write_json
@@ -62,6 +60,8 @@ def decode_labels(ids: np.ndarray) -> str:
 
 def _probe(path: Path, sample_rate: int) -> tuple[int, str, str]:
     """(length in samples at `sample_rate`, reason, message); reason "" if the header is fine."""
+    import soundfile as sf  # prepare-time only: the training stages read the shards
+
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -89,6 +89,9 @@ def load_wave(path: Path, sample_rate: int) -> np.ndarray:
 
     Raises UnusableAudio naming the file if it is unreadable, empty, non-finite or silent.
     """
+    import soundfile as sf  # prepare-time only, as scipy.signal below (over a second to import)
+    from scipy.signal import resample_poly
+
     try:
         wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
