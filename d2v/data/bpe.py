@@ -16,10 +16,12 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from typing import TYPE_CHECKING
 
 from d2v.atomic import atomic_path
+
+if TYPE_CHECKING:  # tokenizers loads at prepare time only: the training stages read token ids
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ BOS_ID, PAD_ID, EOS_ID, UNK_ID, MASK_ID = range(len(SPECIAL_TOKENS))
 
 def new_tokenizer() -> Tokenizer:
     """An untrained byte-level BPE tokenizer with RoBERTa's pre/post-processing."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -41,6 +45,8 @@ def new_tokenizer() -> Tokenizer:
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
     """Train byte-level BPE on `texts` to at most `vocab_size` tokens (specials and the 256 byte
     tokens included; fewer if the corpus runs out of pairs seen `min_frequency` times)."""
+    from tokenizers import pre_tokenizers, trainers
+
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"vocab_size {vocab_size} is below the 261 special and byte tokens")
     tokenizer = new_tokenizer()
@@ -71,6 +77,8 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    from tokenizers import Tokenizer
+
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.encode_special_tokens = True
     return tokenizer

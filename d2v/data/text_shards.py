@@ -30,9 +30,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from d2v.atomic import atomic_path
@@ -50,6 +50,9 @@ from d2v.data.bpe import (
 from d2v.data.errors import DataError
 from d2v.data.glue import Example, GlueTask, get_task, read_glue_tsv
 from d2v.data.text_corpus import read_corpus
+
+if TYPE_CHECKING:  # tokenizers loads at prepare time only: the training stages read token ids
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def encode_documents(tokenizer: Tokenizer, docs: list[str]) -> list[np.ndarray]:
 def encode_glue(tokenizer: Tokenizer, examples: list[Example], max_seq_len: int) -> np.ndarray:
     """int32 (N, L) ids: `<s> a </s>` or `<s> a </s></s> b </s>`, truncated longest-first and
     padded to L = max_seq_len. Single and pair examples may be mixed."""
+    from tokenizers import Tokenizer
+
     tok = Tokenizer.from_str(tokenizer.to_str())  # leave the caller's tokenizer unconfigured
     tok.encode_special_tokens = tokenizer.encode_special_tokens
     tok.enable_truncation(max_seq_len, strategy="longest_first")
