@@ -7,7 +7,6 @@ import itertools
 from typing import Any
 
 from d2v.config import AblateConfig, Design, Modality, Params, SweepConfig, SweepDim, to_dict
-from d2v.targets import resolve_top_k
 
 AXES = ("top_k", "sublayer", "norm")  # the report's order
 SEED = "seed"
@@ -23,6 +22,8 @@ def param_paths(params: Params, modality: Modality) -> dict[str, str]:
 def defaults(params: Params, modality: Modality) -> dict[str, Any]:
     """The method's own targets (K resolved to the model depth) as plain values: the default
     cell that a one-at-a-time design varies from."""
+    from d2v.targets import resolve_top_k  # torch: the report reads AXES and SEED without it
+
     pre = getattr(params.pretrain, modality.value)
     t = pre.active.targets
     k = resolve_top_k(t.top_k, modality, params.model.depth, pre.method)
