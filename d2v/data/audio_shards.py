@@ -25,15 +25,18 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from d2v.atomic import atomic_path, write_json
 from d2v.data.errors import DataError
 from d2v.data.librispeech import ON_CORRUPT, SkipLog, Utterance, read_split
 from d2v.data.pool import ordered_map, process_pool
+
+if TYPE_CHECKING:  # the readers' batches are tensors; prepare (the writers) runs without torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +391,8 @@ def pad_waves(
     from the start if `rng` is None. T is `max_samples` when given (fixed shapes), else the
     longest (cropped) wave of the batch. Samples at positions >= length are 0.
     """
+    import torch
+
     idx = np.asarray(idx, np.int64)
     lengths = split.lengths[idx]
     crop = lengths if max_samples is None else np.minimum(lengths, max_samples)
