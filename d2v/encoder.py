@@ -7,7 +7,7 @@ Dimensions: B samples, R = B * copies mask rows, T tokens, K visible tokens, D w
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,10 @@ class Frontend(nn.Module):
     ) -> Tokens:
         raise NotImplementedError
 
+    def from_tensor(self, x: Tensor) -> Any:
+        """A plain batch tensor (unpadded) as this frontend's input; audio wraps its lengths."""
+        return x
+
 
 class Encoder(nn.Module):
     def __init__(self, frontend: Frontend, cfg: ModelConfig):
@@ -62,3 +66,18 @@ class Encoder(nn.Module):
     ) -> EncoderOutput:
         tokens = self.frontend(source, mask, visible_only)
         return self.backbone(tokens.x, tokens.padding_mask, collect)
+
+
+class EncoderFeatures(nn.Module):
+    """An encoder as a feature extractor: source -> (B, T, D) last-layer features, what the
+    downstream heads pool. The form the pretrained encoder is logged in as an MLflow model,
+    whose `predict` takes and returns one array."""
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, source: Tensor) -> Tensor:
+        if isinstance(source, Tensor):
+            source = self.encoder.frontend.from_tensor(source)
+        return self.encoder(source).last

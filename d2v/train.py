@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from d2v.callbacks import LogMetrics
 from d2v.checkpoint import load_checkpoint, save_checkpoint
 from d2v.collapse import CollapseError, CollapseMonitor, NonFiniteLossError
 from d2v.config import (
@@ -43,7 +44,6 @@ from d2v.sampling import rank_slice, step_seed
 from d2v.schedule import lr_at
 from d2v.targets import make_targets, resolve_top_k
 from d2v.teacher import EMATeacher, tau_at
-from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -279,11 +279,13 @@ def pretrain(
     dist_info: DistInfo,
     seed: int,
     ckpt_dir: Path,
-    tracker: Tracker,
+    log_metrics: LogMetrics | None = None,
     on_log: OnLog | None = None,
 ) -> tuple[Student, EMATeacher, PretrainResult]:
-    """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. `on_log` runs after
-    each logged step (a sweep reports its proxy there, and may stop the run by raising)."""
+    """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. Each logged step's row
+    goes to `log_metrics` (the stage's tracker), then `on_log` runs (a sweep reports its proxy
+    there, and may stop the run by raising). A collapse raises CollapseError: the caller marks
+    its run."""
     trainer = Trainer(spec, ds, dist_info, seed)
     engine, teacher, device = trainer.engine, trainer.teacher, trainer.device
     start, state = load_checkpoint(engine, teacher, ckpt_dir)
@@ -325,7 +327,8 @@ def pretrain(
             t_std = last["target_std"]
             row = {**last, "lr": s.lr, "tau": s.tau, "samples_per_s": rate}
             history.append({"step": done, **row})
-            tracker.log_metrics(row, step=done)
+            if log_metrics is not None:
+                log_metrics(row, done)
             bar.set_postfix(
                 loss=f"{last['loss']:.4f}",
                 tstd=f"{t_std:.3f}",
@@ -334,7 +337,6 @@ def pretrain(
             )
             t_log, n_log = time.perf_counter(), 0  # the diagnostic is not training time
             if monitor.check(done, t_std):
-                tracker.set_tags({"collapsed": "true"})
                 raise CollapseError(
                     f"collapsed at step {done}: target std {t_std:.4g} under "
                     f"{spec.collapse.min_target_std} for {monitor.strikes} checks"
@@ -360,7 +362,6 @@ def pretrain(
         resumed_from=start,
         history=history,
     )
-    tracker.set_tags({"collapsed": "false"})
     return engine.module, teacher, result
 
 

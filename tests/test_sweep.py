@@ -25,7 +25,6 @@ from d2v.config import Modality, to_dict
 from d2v.distributed import free_port, init_distributed
 from d2v.modalities import downstream_task, pretrain_spec
 from d2v.objective import probe_value
-from d2v.tracking import Tracker
 from d2v.train import pretrain
 from tests.conftest import V1, subprocess_env, tiny_params
 
@@ -255,7 +254,6 @@ def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Pa
         info,
         0,
         prepared_vision.parent / "ckpt-proxy",
-        Tracker(params.tracking, active=False),
     )
     task = downstream_task(params, "imagenet", prepared_vision)
     torch.manual_seed(0)

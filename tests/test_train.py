@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
+import mlflow.pytorch
 import pytest
 import torch
 
@@ -13,7 +15,6 @@ from d2v.config import Modality
 from d2v.distributed import init_distributed
 from d2v.modalities import pretrain_spec
 from d2v.runs.pretrain import run_pretrain
-from d2v.tracking import Tracker
 from d2v.train import pretrain
 from tests.conftest import V1, tiny_params
 
@@ -30,12 +31,18 @@ def test_pretraining_loss_falls_on_real_images(
         *V1, "pretrain.vision.v1.optim.steps=60", "pretrain.vision.v1.optim.lr=0.002"
     )
     spec = pretrain_spec(params, Modality.vision, prepared_vision)
-    tracker = Tracker(params.tracking, active=False)
+    logged: list[tuple[int, dict]] = []
     model, teacher, result = pretrain(
-        spec, params.deepspeed, dist_info, 0, tmp_path / "ckpt", tracker
+        spec,
+        params.deepspeed,
+        dist_info,
+        0,
+        tmp_path / "ckpt",
+        lambda metrics, step: logged.append((step, dict(metrics))),
     )
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 12
+    assert [(s, m["loss"]) for s, m in logged] == [(h["step"], h["loss"]) for h in result.history]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:2]) / 2, losses
     assert result.final_target_std > 0.05  # not collapsed
@@ -95,3 +102,19 @@ def test_run_pretrain_writes_model_and_tracks_it(
     assert [m.step for m in history] == [5, 10, 15, 20]
     for key in ("loss", "lr", "tau", "pred_std", "samples_per_s", "copy_r2", "interp_r2"):
         assert key in run.data.metrics
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_revision"]
+    assert_logged_encoder_matches(summary["mlflow_model_uri"], saved, params, prepared_vision)
+
+
+def assert_logged_encoder_matches(uri: str, saved: dict, params, prepared: Path) -> None:
+    """The MLflow model of the pretrained encoder loads back, through both the PyTorch and the
+    pyfunc flavour, and gives the features the saved encoder state gives on the same images."""
+    encoder = pretrain_spec(params, Modality.vision, prepared).build_encoder()
+    encoder.load_state_dict(saved["encoder"])
+    x = torch.randn(3, 1, 28, 28)  # another batch size than the logged example's 2
+    with torch.no_grad():
+        want = encoder.eval()(x).last
+        got = mlflow.pytorch.load_model(uri)(x)
+    assert torch.equal(got, want)
+    predicted = mlflow.pyfunc.load_model(uri).predict(x.numpy())
+    assert torch.allclose(torch.from_numpy(predicted), want)

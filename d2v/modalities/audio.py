@@ -121,6 +121,10 @@ class AudioFrontend(Frontend):
         n = self.features.frame_lengths(lengths)
         return torch.arange(frames, device=lengths.device)[None, :] >= n[:, None]
 
+    def from_tensor(self, x: Tensor) -> Audio:
+        """(B, S) waveforms of full length, no padding."""
+        return Audio(x, torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device))
+
     def forward(
         self, audio: Audio, mask: MaskInfo | None = None, visible_only: bool = False
     ) -> Tokens:
