@@ -60,8 +60,8 @@ def next_queued_trial(study: optuna.Study) -> Iterator[optuna.Trial | None]:
     racing for the last queued trials would run more than `n_trials`. `_pop_waiting_trial_id`,
     what `ask` calls first, only claims an existing trial (an atomic WAITING -> RUNNING in the
     storage), and the heartbeat thread is the one `optimize` runs around each trial, which lets
-    `fail_stale_trials` fail a dead worker's trial. Checked against optuna 4 and 5 (pinned below
-    6 in pyproject.toml)."""
+    `fail_stale_trials` fail a dead worker's trial. Both date from Optuna 3; checked on 5.0, and
+    pinned below 6 in pyproject.toml."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     study._thread_local.cached_all_trials = None  # as `ask` does: see the other workers' trials

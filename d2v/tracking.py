@@ -282,18 +282,19 @@ class Tracker:
         name: str,
         score: float,
         higher_is_better: bool,
-        tags: Mapping[str, Any],
+        context: Mapping[str, Any],
+        tags: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Register `model_uri` as a new version of `name` and point the alias `best` at it if
         `score` beats the current best version's, or there is none yet, or that one was scored
-        on something else (another `tags` context: task, metric, model, data); returns the new
-        version, or None when the current best stays."""
+        in another `context` (task, metric, model, data); returns the new version, or None when
+        the current best stays. `tags` go on the version beside the context and the score."""
         if not self.active or not model_uri:
             return None
         from mlflow.exceptions import MlflowException
 
         client = self.mlflow.MlflowClient()
-        context = {k: str(v) for k, v in tags.items()}
+        context = {k: str(v) for k, v in context.items()}
         try:
             best = client.get_model_version_by_alias(name, "best")
         except MlflowException:  # no such model or alias yet
@@ -304,11 +305,18 @@ class Tracker:
                 log.info("%s: best stays version %s (%g vs %g)", name, best.version, old, score)
                 return None
         version = self.mlflow.register_model(
-            model_uri, name, tags={**context, "score": repr(float(score)), **run_origin()}
+            model_uri,
+            name,
+            tags={
+                **{k: str(v) for k, v in (tags or {}).items()},
+                **context,
+                "score": repr(float(score)),
+                **run_origin(),
+            },
         )
         client.set_registered_model_alias(name, "best", version.version)
         log.info("%s: version %s is the best (%s %g)", name, version.version, context, score)
-        return version.version
+        return str(version.version)
 
     def log_text(self, text: str, name: str) -> None:
         if not self.active:

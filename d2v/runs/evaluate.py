@@ -9,6 +9,7 @@ with `probe_<metric>` for the linear probe and `<metric>_std` for the spread ove
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -128,5 +129,35 @@ def run_evaluate(
                 result[init][f"{k}_std"] = s["std"]
         tracker.log_metrics({f"{init}_{k}": v for init in INITS for k, v in result[init].items()})
         tracker.log_metrics({f"chance_{k}": v for k, v in result["chance"].items()})
+        register_best_encoder(tracker, params, task, pre, result)
         write_json(metrics_path, result)
     return result
+
+
+def register_best_encoder(
+    tracker: Tracker, params: Params, task: DownstreamTask, pre: dict, result: dict
+) -> str | None:
+    """The pretrained encoder becomes the registered `d2v-<modality>-encoder` (alias `best`)
+    when its fine-tuned score on the task its modality's sweep optimizes beats the registered
+    best's on the same task, metric, model size and data; returns the new version."""
+    sweep = params.sweep.get(task.modality.value)
+    if sweep is None or sweep.task != task.name:
+        return None
+    metric = sweep.metric or task.metric
+    score = result["pretrained"].get(metric)
+    if score is None or not math.isfinite(score) or pre.get("collapsed"):
+        return None
+    context = {
+        "task": task.name,
+        "metric": metric,
+        "model": params.model.name,
+        "data_source": getattr(params.data, task.modality.value).source,
+    }
+    return tracker.register_if_best(
+        pre.get("mlflow_model_uri") or "",
+        f"d2v-{task.modality.value}-encoder",
+        score,
+        sweep.direction == "maximize",
+        context,
+        {"pretrain_run_id": pre.get("mlflow_run_id"), "method": pre.get("method")},
+    )

@@ -110,6 +110,16 @@ def finetune_one(
     }
 
 
+def finetuned_model(
+    params: Params, task: DownstreamTask, out_dir: Path, init: str, seed: int
+) -> torch.nn.Module:
+    """The fine-tuned encoder + head that `finetune_one` saved, rebuilt for MLflow."""
+    model = build_model(task, task.build_encoder(), params.finetune[task.name])
+    state = torch.load(out_dir / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def run_finetune(
     params: Params, task_name: str, prepared_dir: Path, pretrained: Path, out_dir: Path
 ) -> dict:
@@ -144,6 +154,8 @@ def run_finetune(
             ):
                 for step, metrics in history:
                     tracker.log_metrics(metrics, step=step)
+                if tracker.active:
+                    tracker.log_model(finetuned_model(params, task, tmp, init, seed), "model")
             summary["runs"][f"{init}/seed{seed}"] = result
         write_json(tmp / "summary.json", summary)
     return summary
