@@ -258,6 +258,7 @@ class Tracker:
             from mlflow.models import ModelSignature
             from mlflow.types import Schema, TensorSpec
 
+            example = example.cpu()
             shape = (-1, -1) if example.dim() == 2 else (-1, *example.shape[1:])
             with torch.no_grad():
                 out = module(example)

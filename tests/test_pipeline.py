@@ -232,6 +232,25 @@ def test_dvc_repro_runs_every_chain(repo_copy: Path) -> None:
     assert "didn't change, skipping" in again.stdout + again.stderr or "up to date" in again.stdout
 
 
+def test_models_are_logged_and_the_best_encoders_registered(repo_copy: Path) -> None:
+    """After the pipeline: every fine-tuned (init, seed) run holds its model, and each modality's
+    pretrained encoder is registered with alias `best` from the run that evaluate scored."""
+    sh(["dvc", "repro"], repo_copy)  # a no-op after test_dvc_repro_runs_every_chain
+    client = mlflow.MlflowClient(f"sqlite:///{repo_copy}/mlruns.db")
+    experiment = client.get_experiment_by_name("d2v")
+    models = client.search_logged_models([experiment.experiment_id])
+    finetuned = {m.source_run_id for m in models if m.name == "model"}
+    runs = mlflow.search_runs(
+        experiment_names=["d2v"], filter_string="tags.stage = 'finetune' and tags.init = 'scratch'"
+    )
+    assert set(runs["run_id"]) <= finetuned and len(runs) >= 2
+    for modality in ("vision", "speech", "text"):
+        best = client.get_model_version_by_alias(f"d2v-{modality}-encoder", "best")
+        summary = json.loads((repo_copy / f"models/{modality}/pretrained/summary.json").read_text())
+        assert best.tags["pretrain_run_id"] == summary["mlflow_run_id"]
+        assert best.run_id == summary["mlflow_run_id"]
+
+
 def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()

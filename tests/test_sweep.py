@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -237,6 +238,15 @@ def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: P
     assert all("pretrain.vision.v1.targets.top_k" in t["error"] for t in failed)
     assert result["baseline"]["state"] == "COMPLETE" and result["best"]["number"] == 0
     assert_mlflow_matches_study(cwd, result)
+    # a readable name with the fingerprint as its suffix, and a named objective
+    study = optuna.load_study(
+        study_name=result["study_name"], storage=f"sqlite:///{cwd}/data/sweep.db"
+    )
+    assert re.fullmatch(r"vision-v1-micro-[0-9a-f]{8}", result["study_name"])
+    assert result["study_name"].endswith(study.user_attrs["fingerprint"][:8])
+    assert study.metric_names == ["imagenet probe top1"]
+    runs = mlflow.search_runs(experiment_names=["d2v"], filter_string="tags.state = 'FAIL'")
+    assert list(runs["status"]) == ["FAILED", "FAILED"]  # ended as the trial did
 
 
 def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Path) -> None:
