@@ -81,3 +81,16 @@ class EncoderFeatures(nn.Module):
         if isinstance(source, Tensor):
             source = self.encoder.frontend.from_tensor(source)
         return self.encoder(source).last
+
+
+def fold_parametrizations(module: nn.Module) -> nn.Module:
+    """Fold parametrizations (speech's conv positions carry weight norm) into plain weights, in
+    place, and return the module: the outputs stay the same, and torch can pickle it (it refuses
+    to pickle a parametrized module), as an MLflow model needs. For a copy built to be logged:
+    a deep copy would share the parametrized class, and folding it would break the original."""
+    from torch.nn.utils import parametrize
+
+    for m in list(module.modules()):
+        for name in list(getattr(m, "parametrizations", {})):
+            parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    return module

@@ -247,7 +247,9 @@ class Tracker:
         active run; returns its `models:/` URI. `example` (a batch tensor) gives the signature,
         so `mlflow.pyfunc.load_model(uri).predict(array)` knows its input; lengths of 2-D inputs
         (samples, tokens) stay free. Saved with the pickle format: `pt2` (torch.export) took
-        ~13 s per micro encoder here; loading needs d2v importable, as the stage outputs do."""
+        ~13 s per micro encoder here; loading needs d2v importable, as the stage outputs do.
+        Torch refuses to pickle parametrized modules: fold them first
+        (`d2v.encoder.fold_parametrizations`)."""
         if not self.active:
             return None
         import mlflow.pytorch

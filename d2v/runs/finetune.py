@@ -14,7 +14,7 @@ from d2v.atomic import atomic_path, write_json
 from d2v.config import INITS, Params, TaskConfig
 from d2v.distributed import bf16_supported
 from d2v.downstream import DownstreamTask, build_model
-from d2v.encoder import Encoder
+from d2v.encoder import Encoder, fold_parametrizations
 from d2v.finetune import finetune, labeled_subset
 from d2v.modalities import downstream_task
 from d2v.params_io import fingerprint
@@ -117,7 +117,7 @@ def finetuned_model(
     model = build_model(task, task.build_encoder(), params.finetune[task.name])
     state = torch.load(out_dir / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.eval()
+    return fold_parametrizations(model.eval())
 
 
 def run_finetune(

@@ -22,7 +22,7 @@ from d2v.atomic import atomic_path, write_json
 from d2v.collapse import CollapseError
 from d2v.config import Modality, Params, to_dict
 from d2v.distributed import free_port, init_distributed
-from d2v.encoder import EncoderFeatures
+from d2v.encoder import EncoderFeatures, fold_parametrizations
 from d2v.modalities import pretrain_spec
 from d2v.params_io import fingerprint
 from d2v.tracking import Tracker
@@ -170,7 +170,7 @@ def encoder_model(
     encoder.load_state_dict(state)
     batch = spec.data.batch(spec.data.indices(2, 0, seed), slice(0, 2))
     example = batch if isinstance(batch, torch.Tensor) else batch[0]  # audio: (wave, lengths)
-    return EncoderFeatures(encoder).eval(), example
+    return fold_parametrizations(EncoderFeatures(encoder).eval()), example
 
 
 def needs_relaunch(params: Params) -> bool:
