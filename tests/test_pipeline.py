@@ -240,10 +240,10 @@ def test_models_are_logged_and_the_best_encoders_registered(repo_copy: Path) -> 
     experiment = client.get_experiment_by_name("d2v")
     models = client.search_logged_models([experiment.experiment_id])
     finetuned = {m.source_run_id for m in models if m.name == "model"}
-    runs = mlflow.search_runs(
-        experiment_names=["d2v"], filter_string="tags.stage = 'finetune' and tags.init = 'scratch'"
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.stage = 'finetune' and tags.init = 'scratch'"
     )
-    assert set(runs["run_id"]) <= finetuned and len(runs) >= 2
+    assert {r.info.run_id for r in runs} <= finetuned and len(runs) >= 2
     for modality in ("vision", "speech", "text"):
         best = client.get_model_version_by_alias(f"d2v-{modality}-encoder", "best")
         summary = json.loads((repo_copy / f"models/{modality}/pretrained/summary.json").read_text())
