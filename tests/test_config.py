@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from d2v.cli import main
 from d2v.collapse import CollapseMonitor
 from d2v.config import CollapseConfig, ConfigError, load_params
 from d2v.params_io import compose
@@ -85,7 +86,7 @@ def test_invalid_params_name_the_param_and_range(override: str, param: str, allo
 def test_unknown_key_and_wrong_type_are_refused() -> None:
     data = compose(REPO / "conf")
     data["pretrain"]["vision"]["v1"]["ema"]["tau"] = 0.9
-    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.v1\.ema\.tau"):
+    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.v1\.ema\.tau: did"):
         load_params(data)
     data = compose(REPO / "conf")
     data["pretrain"]["vision"]["v2"]["optim"]["steps"] = "many"
@@ -128,3 +129,75 @@ def test_collapse_monitor_needs_patience_after_warmup() -> None:
     assert not m.check(20, 0.5)  # recovered: strikes reset
     assert not m.check(30, 0.01)
     assert m.check(40, 0.01)
+
+
+def _exit_2_one_line(capfd, *argv: str) -> str:
+    """Run `d2v <argv>` in-process; it must exit 2 with one line on stderr and no traceback."""
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    err = capfd.readouterr().err
+    assert e.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "pretrain.vision.v2.ema.tau_ned=0.9",
+            "unknown param pretrain.vision.v2.ema.tau_ned: did you mean tau_end?",
+        ),
+        ("pretrain.visoin.method=v1", "unknown param pretrain.visoin.method: did you mean vision?"),
+        ("modle=mini", "unknown param modle: did you mean model?"),
+        ("model=mcro", "unknown option model=mcro in "),
+        ("model=huge", "allowed: base, large, micro, mini"),
+        ("deepspeed=zero5", "allowed: zero0, zero1, zero2, zero3"),
+    ],
+)
+def test_typo_in_an_override_exits_2_naming_the_closest(
+    tmp_path, capfd, override: str, expected: str
+) -> None:
+    out = tmp_path / "params.yaml"
+    line = _exit_2_one_line(
+        capfd, "params", "--conf", str(REPO / "conf"), "--out", str(out), override
+    )
+    assert expected in line
+    assert override.split("=")[0] in line
+    assert not out.exists()
+
+
+def test_typo_in_params_yaml_exits_2_naming_the_closest(tmp_path, monkeypatch, capfd) -> None:
+    data = compose(REPO / "conf")
+    data["pretrain"]["vision"]["v2"]["ema"]["tau_ned"] = data["pretrain"]["vision"]["v2"][
+        "ema"
+    ].pop("tau_end")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    line = _exit_2_one_line(capfd, "prepare", "vision")
+    assert "unknown param pretrain.vision.v2.ema.tau_ned: did you mean tau_end?" in line
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["pretrain", "visoin"], "unknown modality 'visoin': did you mean vision?"),
+        (["pretian", "vision"], "unknown command 'pretian': did you mean pretrain?"),
+        (["finetune", "imagnet", "--params", str(REPO / "params.yaml")], "did you mean imagenet?"),
+    ],
+)
+def test_typo_on_the_command_line_exits_2_naming_the_closest(capfd, argv, expected) -> None:
+    assert expected in _exit_2_one_line(capfd, *argv)
+
+
+def test_help_lists_modalities_tasks_and_config_groups(monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "modalities: vision, speech, text" in out
+    assert "imagenet (vision)" in out and "librispeech (speech)" in out and "cola (text)" in out
+    assert "model: base, large, micro, mini" in out and "deepspeed: zero0, zero1" in out

@@ -3,7 +3,9 @@ a bad param and its allowed range."""
 
 from __future__ import annotations
 
+import difflib
 import enum
+from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
 
@@ -42,6 +44,19 @@ class Precision(str, enum.Enum):
 def check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
+
+
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """`did you mean X? ` for a mistyped name (difflib's closest names, at most 3), or ''."""
+    close = difflib.get_close_matches(str(word), sorted({str(n) for n in names}), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(close)}? " if close else ""
+
+
+def suggest(word: str, names: Iterable[str]) -> str:
+    """`did you mean X? allowed: a, b, c` (or `allowed: a, b, c` when nothing is close): one line
+    that names the valid choices after a mistyped one."""
+    names = sorted({str(n) for n in names})
+    return f"{did_you_mean(word, names)}allowed: {', '.join(names)}"
 
 
 def check_limit(value: int | None, name: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from d2v.config.ablate import AblateConfig
-from d2v.config.base import ConfigError, Modality, check
+from d2v.config.base import ConfigError, Modality, check, did_you_mean
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig
 from d2v.config.downstream import TaskConfig
@@ -97,7 +97,11 @@ def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) ->
     where = f"{path}." if path else ""
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(fields)}")
+        under = f" under {path}" if path else ""
+        raise ConfigError(
+            f"unknown param {where}{unknown[0]}: "
+            f"{did_you_mean(unknown[0], fields)}allowed{under}: {', '.join(sorted(fields))}"
+        )
     for name in fields:
         if name not in data and (complete or _is_section(hints[name])):
             raise ConfigError(
@@ -140,9 +144,10 @@ def _coerce(tp: Any, value: Any, path: str, signed: bool = False, complete: bool
         try:
             return tp(value)
         except ValueError:
-            allowed = ", ".join(m.value for m in tp)
+            names = [m.value for m in tp]
             raise ConfigError(
-                f"invalid param {path} = {value!r}: allowed one of {allowed}"
+                f"invalid param {path} = {value!r}: "
+                f"{did_you_mean(value, names)}allowed one of {', '.join(names)}"
             ) from None
     if origin is list:
         (inner,) = typing.get_args(tp)
