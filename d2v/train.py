@@ -95,13 +95,28 @@ class PretrainSpec:
         grid: tuple[int, int] | None = None,
         span: int = 1,
     ) -> PretrainSpec:
-        """The loop's settings from the active method's block; K resolved for `depth`."""
+        """The loop's settings from the active method's block; K resolved for `depth`; an EMA
+        anneal longer than the run fitted to it, and said."""
         m = cfg.active
+        ema = m.ema.within(m.optim.steps)
+        if ema != m.ema:
+            p = f"pretrain.{modality.value}.{cfg.method.value}"
+            log.warning(
+                "%s.ema.anneal_steps=%d is longer than the run (%s.optim.steps=%d): tau would "
+                "end at %.6g, short of tau_end=%g; annealing over the run's %d steps instead",
+                p,
+                m.ema.anneal_steps,
+                p,
+                m.optim.steps,
+                tau_at(m.optim.steps, m.ema.tau_start, m.ema.tau_end, m.ema.anneal_steps),
+                m.ema.tau_end,
+                ema.anneal_steps,
+            )
         return cls(
             build_encoder=build_encoder,
             data=data,
             top_k=resolve_top_k(m.targets.top_k, modality, depth, cfg.method),
-            ema=m.ema,
+            ema=ema,
             targets=m.targets,
             loss=m.loss,
             optim=m.optim,

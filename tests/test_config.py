@@ -201,3 +201,62 @@ def test_help_lists_modalities_tasks_and_config_groups(monkeypatch, capsys) -> N
     assert "modalities: vision, speech, text" in out
     assert "imagenet (vision)" in out and "librispeech (speech)" in out and "cola (text)" in out
     assert "model: base, large, micro, mini" in out and "deepspeed: zero0, zero1" in out
+
+
+# --- schedules that cannot finish within the run ----------------------------------------------
+
+
+def test_default_schedules_finish_within_their_runs() -> None:
+    """Every EMA anneal of the composed defaults ends within its run (nothing is adapted)."""
+    params = load_params(compose(REPO / "conf"))
+    for m in ("vision", "speech", "text"):
+        for method in ("v1", "v2"):
+            block = getattr(getattr(params.pretrain, m), method)
+            assert block.ema.anneal_steps <= block.optim.steps, f"pretrain.{m}.{method}"
+            assert block.ema.within(block.optim.steps) == block.ema
+
+
+def test_ema_anneal_longer_than_the_run_is_fitted_to_it_and_said(caplog) -> None:
+    from d2v.config import Modality
+    from d2v.teacher import tau_at
+    from d2v.train import PretrainSpec
+
+    params = tiny_params("pretrain.vision.v2.ema.anneal_steps=1000")  # TINY: 30 steps
+    cfg = params.pretrain.vision
+    with caplog.at_level("WARNING", logger="d2v.train"):
+        spec = PretrainSpec.from_config(cfg, Modality.vision, 4, lambda: None, None)
+    assert spec.ema.anneal_steps == 30 and cfg.v2.ema.anneal_steps == 1000
+    assert tau_at(30, spec.ema.tau_start, spec.ema.tau_end, spec.ema.anneal_steps) == 0.9999
+    assert "pretrain.vision.v2.ema.anneal_steps=1000 is longer than the run" in caplog.text
+    assert "pretrain.vision.v2.optim.steps=30" in caplog.text
+    caplog.clear()
+    spec = PretrainSpec.from_config(
+        tiny_params("pretrain.vision.v2.ema.anneal_steps=20").pretrain.vision,
+        Modality.vision,
+        4,
+        lambda: None,
+        None,
+    )
+    assert spec.ema.anneal_steps == 20 and "longer than the run" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("override", "param", "allowed"),
+    [
+        (
+            "pretrain.vision.v2.optim.warmup_steps=30",
+            "pretrain.vision.v2.optim.warmup_steps",
+            "[0, steps=30)",
+        ),
+        ("finetune.sst2.optim.warmup_steps=300", "finetune.sst2.optim.warmup_steps", "[0, steps"),
+        (
+            "finetune.librispeech.freeze_steps=1000",
+            "finetune.librispeech.freeze_steps",
+            "[0, optim.steps=1000)",
+        ),
+    ],
+)
+def test_schedule_as_long_as_the_run_is_refused(override: str, param: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        tiny_params(override)
+    assert param in str(e.value) and allowed in str(e.value)

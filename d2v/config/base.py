@@ -69,11 +69,12 @@ def check_budget(cfg: Any, p: str) -> None:
     check(cfg.steps >= 1, f"{p}.steps", cfg.steps, ">= 1")
     check(cfg.batch_size >= 1, f"{p}.batch_size", cfg.batch_size, ">= 1")
     check(cfg.lr > 0, f"{p}.lr", cfg.lr, "> 0")
+    # a warmup as long as the run would end at the peak rate, never decaying: refused
     check(
-        0 <= cfg.warmup_steps <= cfg.steps,
+        0 <= cfg.warmup_steps < cfg.steps,
         f"{p}.warmup_steps",
         cfg.warmup_steps,
-        f"[0, steps={cfg.steps}]",
+        f"[0, steps={cfg.steps}) (a warmup must end before the run does)",
     )
     check(cfg.weight_decay >= 0, f"{p}.weight_decay", cfg.weight_decay, ">= 0")
 

@@ -55,11 +55,11 @@ class TaskConfig:
 
     def validate(self, p: str) -> None:
         check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
-        check(
-            0 <= self.freeze_steps <= self.optim.steps,
+        check(  # frozen for the whole run, the encoder would never be fine-tuned
+            0 <= self.freeze_steps < self.optim.steps,
             f"{p}.freeze_steps",
             self.freeze_steps,
-            f"[0, optim.steps={self.optim.steps}]",
+            f"[0, optim.steps={self.optim.steps}) (the encoder must train for some updates)",
         )
         check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
         check(0 < self.layer_decay <= 1, f"{p}.layer_decay", self.layer_decay, "(0, 1]")

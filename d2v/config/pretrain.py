@@ -152,7 +152,7 @@ class SpeechV2Config(V2Config):
 
 def _speech_v1() -> SpeechV1Config:
     return SpeechV1Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99954, 600),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
         optim=OptimConfig(steps=600, batch_size=16, lr=0.001, warmup_steps=60, weight_decay=0.01),
@@ -161,7 +161,7 @@ def _speech_v1() -> SpeechV1Config:
 
 def _speech_v2() -> SpeechV2Config:
     return SpeechV2Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99954, 600),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
         optim=OptimConfig(steps=600, batch_size=16, lr=0.001, warmup_steps=60, weight_decay=0.01),
@@ -269,7 +269,7 @@ class TextV2Config(V2Config):
 
 def _text_v1() -> TextV1Config:
     return TextV1Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99972, 800),
         targets=TargetConfig(None, Norm.layer, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=4.0),
         optim=OptimConfig(steps=800, batch_size=64, lr=0.001, warmup_steps=80, weight_decay=0.01),
@@ -278,7 +278,7 @@ def _text_v1() -> TextV1Config:
 
 def _text_v2() -> TextV2Config:
     return TextV2Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99972, 800),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0, scale_by_dim=False),  # data2vec 2.0 text: loss_scale 1
         optim=OptimConfig(steps=800, batch_size=64, lr=0.001, warmup_steps=80, weight_decay=0.01),
