@@ -32,6 +32,7 @@ from d2v.config import (
     Precision,
     TargetConfig,
 )
+from d2v.config.deepspeed_json import check_with_deepspeed, merge_user_config
 from d2v.config.pretrain import PretrainCommon
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
@@ -157,8 +158,9 @@ class PretrainResult:
 
 
 def deepspeed_config(ds: DeepSpeedConfig, optim: OptimConfig, world_size: int) -> dict[str, Any]:
-    """Precision is handled with torch.autocast (params and EMA stay fp32), so no bf16 block."""
-    return {
+    """Precision is handled with torch.autocast (params and EMA stay fp32), so no bf16 block.
+    A user's `deepspeed.config_file` is merged in, agreeing with the keys built here."""
+    ours = {
         "train_batch_size": optim.batch_size,
         "train_micro_batch_size_per_gpu": rank_slice(optim.batch_size, 0, world_size).stop,
         "gradient_accumulation_steps": 1,
@@ -166,6 +168,11 @@ def deepspeed_config(ds: DeepSpeedConfig, optim: OptimConfig, world_size: int) -
         "zero_optimization": {"stage": ds.zero_stage},
         "steps_per_print": 2**31 - 1,
     }
+    if ds.config_file is None:
+        return ours
+    merged = merge_user_config(ours, ds.config_file)
+    check_with_deepspeed(merged, ds.config_file)
+    return merged
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -30,12 +30,18 @@ class DeepSpeedConfig:
     zero_stage: int = 2
     precision: Precision = Precision.auto
     num_procs: int = 1  # > 1: the stage relaunches itself under torchrun with this many ranks
+    # a user's DeepSpeed JSON merged under the keys d2v owns (d2v/config/deepspeed_json.py)
+    config_file: str | None = None
 
     def validate(self, p: str) -> None:
+        from d2v.config.deepspeed_json import read_user_config
+
         check(
             self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", self.zero_stage, "one of 0, 1, 2, 3"
         )
         check(self.num_procs >= 1, f"{p}.num_procs", self.num_procs, ">= 1")
+        if self.config_file is not None:  # missing, invalid or unusable: refused before compute
+            read_user_config(self.config_file, f"{p}.config_file")
 
 
 @dataclass
