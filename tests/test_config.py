@@ -260,3 +260,73 @@ def test_schedule_as_long_as_the_run_is_refused(override: str, param: str, allow
     with pytest.raises(ConfigError) as e:
         tiny_params(override)
     assert param in str(e.value) and allowed in str(e.value)
+
+
+# --- one source of defaults --------------------------------------------------------------------
+
+KEYED = ("finetune", "sweep", "ablate")  # maps whose entries are the user's own (tasks, studies)
+
+
+def _diffs(code, conf, path=""):
+    if isinstance(code, dict) and isinstance(conf, dict):
+        for k in sorted(set(code) | set(conf)):
+            yield from _diffs(code.get(k), conf.get(k), f"{path}.{k}" if path else k)
+    elif code != conf:
+        yield f"{path}: code {code!r}, conf {conf!r}"
+
+
+def test_code_defaults_are_the_composed_conf() -> None:
+    """`Params()` built from the dataclass defaults is the composed conf/ (keyed maps aside), so
+    code built from defaults runs the experiment params.yaml describes."""
+    from d2v.config import Params, to_dict
+
+    code, conf = to_dict(Params()), to_dict(load_params(compose(REPO / "conf")))
+    for key in KEYED:
+        assert code.pop(key) == {}
+        conf.pop(key)
+    assert list(_diffs(code, conf)) == []
+
+
+def _defaults_every_entry_gives(cls, entries: list[dict], path: str) -> list[str]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        given = [e[f.name] for e in entries if f.name in e]
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _defaults_every_entry_gives(hints[f.name], given, f"{path}.{f.name}")
+        has_default = f.default is not dataclasses.MISSING or (
+            f.default_factory is not dataclasses.MISSING
+        )
+        if has_default and len(given) == len(entries):
+            out.append(f"{path}.{f.name}")
+    return out
+
+
+def test_keyed_entries_have_defaults_only_where_an_entry_may_omit_them() -> None:
+    """In `finetune.<task>`, `sweep.<m>` (and its space) and `ablate.<m>`, the yaml is the source:
+    a field that every entry gives has no code default (the loader requires it), and a field
+    with a default is one that some entry leaves out (an optional "off")."""
+    from d2v.config import AblateConfig, SweepConfig, SweepDim, TaskConfig
+
+    data = compose(REPO / "conf")
+    dims = [d for s in data["sweep"].values() for d in s["space"].values()]
+    found = (
+        _defaults_every_entry_gives(TaskConfig, list(data["finetune"].values()), "finetune.*")
+        + _defaults_every_entry_gives(SweepConfig, list(data["sweep"].values()), "sweep.*")
+        + _defaults_every_entry_gives(SweepDim, dims, "sweep.*.space.*")
+        + _defaults_every_entry_gives(AblateConfig, list(data["ablate"].values()), "ablate.*")
+    )
+    assert found == []
+
+
+def test_keyed_entry_without_a_required_field_is_refused() -> None:
+    data = compose(REPO / "conf")
+    del data["finetune"]["sst2"]["eval_batch_size"]
+    with pytest.raises(ConfigError, match=r"missing param finetune\.sst2\.eval_batch_size"):
+        load_params(data)
+    data = compose(REPO / "conf")
+    assert "freeze_steps" not in data["finetune"]["sst2"]
+    assert load_params(data).finetune["sst2"].freeze_steps == 0  # optional: off when left out

@@ -61,7 +61,7 @@ class CollapseConfig:
     """Stop a run whose targets stop varying: collapse shows first as falling target std."""
 
     min_target_std: float = 0.01
-    check_after: int = 50  # steps before the check starts (targets start near-constant)
+    check_after: int = 100  # steps before the check starts (targets start near-constant)
     patience: int = 3  # consecutive logged checks under the threshold
 
     def validate(self, p: str) -> None:

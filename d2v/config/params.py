@@ -89,7 +89,8 @@ T = TypeVar("T")
 def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) -> T:
     """Build dataclass `cls` from nested dicts, refusing unknown keys, missing keys and values of
     the wrong type. `complete`: every field must be given; otherwise (the entries of a keyed
-    collection such as `finetune.<task>`) leaf values may take their defaults, sections may not."""
+    collection such as `finetune.<task>`) a leaf with a default is optional, and sections and
+    fields without a default must be given."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid param {path or '<root>'} = {data!r}: allowed a mapping")
     hints = typing.get_type_hints(cls)
@@ -102,8 +103,9 @@ def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) ->
             f"unknown param {where}{unknown[0]}: "
             f"{did_you_mean(unknown[0], fields)}allowed{under}: {', '.join(sorted(fields))}"
         )
-    for name in fields:
-        if name not in data and (complete or _is_section(hints[name])):
+    for name, f in fields.items():
+        required = complete or _is_section(hints[name]) or _no_default(f)
+        if name not in data and required:
             raise ConfigError(
                 f"missing param {where}{name}: params.yaml must set it "
                 "(compose it with `d2v params`; code defaults are not used)"
@@ -113,6 +115,10 @@ def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) ->
         for k, v in data.items()
     }
     return cls(**kwargs)
+
+
+def _no_default(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _is_section(tp: Any) -> bool:
