@@ -69,12 +69,11 @@ class Params:
             task.validate(f"finetune.{name}")
         for section, studies in (("sweep", self.sweep), ("ablate", self.ablate)):
             for name in studies:
-                check(
-                    name in Modality.__members__,
-                    section,
-                    name,
-                    "keys naming modalities: " + ", ".join(m.value for m in Modality),
-                )
+                if name not in Modality.__members__:
+                    raise ConfigError(
+                        f"unknown param {section}.{name}: {did_you_mean(name, Modality.__members__)}"
+                        "allowed keys naming modalities: " + ", ".join(m.value for m in Modality)
+                    )
         for name, sweep in self.sweep.items():
             sweep.validate(f"sweep.{name}", self.finetune)
         self.bench.validate("bench")
