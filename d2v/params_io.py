@@ -84,10 +84,10 @@ def _composition_error(message: str, config_dir: str | Path) -> str:
         choices = group_options(config_dir).get(group, [])
         if choices:
             return f"unknown option {group}={name} in {config_dir}/: {suggest(name, choices)}"
-    group = re.search(r"config group '([^']+)' does not exist", first)
-    if group:
-        groups = group_options(config_dir)
-        return f"unknown config group {group.group(1)} in {config_dir}/: {suggest(group.group(1), groups)}"
+    missing = re.search(r"config group '([^']+)' does not exist", first)
+    if missing:
+        name, groups = missing.group(1), group_options(config_dir)
+        return f"unknown config group {name} in {config_dir}/: {suggest(name, groups)}"
     detail = [x for x in lines[1:] if not x.startswith(("Config search path", "provider="))]
     return f"config in {config_dir}: " + "; ".join([first, *detail[:6]])
 
@@ -115,7 +115,7 @@ def _unknown_key(path: str, config_dir: str | Path) -> str:
 
 
 def group_options(config_dir: str | Path) -> dict[str, list[str]]:
-    """Config groups under conf/ (`model`, `sweep/vision`, ...) and their options."""
+    """Config groups under conf/ (`model`, `deepspeed`, ...) and their options (file names)."""
     root = Path(config_dir)
     groups: dict[str, list[str]] = {}
     for option in sorted(root.rglob("*.yaml")):

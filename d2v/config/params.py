@@ -70,9 +70,10 @@ class Params:
         for section, studies in (("sweep", self.sweep), ("ablate", self.ablate)):
             for name in studies:
                 if name not in Modality.__members__:
+                    hint = did_you_mean(name, Modality.__members__)
                     raise ConfigError(
-                        f"unknown param {section}.{name}: {did_you_mean(name, Modality.__members__)}"
-                        "allowed keys naming modalities: " + ", ".join(m.value for m in Modality)
+                        f"unknown param {section}.{name}: {hint}allowed keys naming modalities: "
+                        + ", ".join(m.value for m in Modality)
                     )
         for name, sweep in self.sweep.items():
             sweep.validate(f"sweep.{name}", self.finetune)
