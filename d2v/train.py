@@ -96,23 +96,10 @@ class PretrainSpec:
         grid: tuple[int, int] | None = None,
         span: int = 1,
     ) -> PretrainSpec:
-        """The loop's settings from the active method's block; K resolved for `depth`; an EMA
-        anneal longer than the run fitted to it, and said."""
+        """The loop's settings from the active method's block; K resolved for `depth`; the EMA
+        schedule fitted to the run (`fit_schedules`)."""
         m = cfg.active
-        ema = m.ema.within(m.optim.steps)
-        if ema != m.ema:
-            p = f"pretrain.{modality.value}.{cfg.method.value}"
-            log.warning(
-                "%s.ema.anneal_steps=%d is longer than the run (%s.optim.steps=%d): tau would "
-                "end at %.6g, short of tau_end=%g; annealing over the run's %d steps instead",
-                p,
-                m.ema.anneal_steps,
-                p,
-                m.optim.steps,
-                tau_at(m.optim.steps, m.ema.tau_start, m.ema.tau_end, m.ema.anneal_steps),
-                m.ema.tau_end,
-                ema.anneal_steps,
-            )
+        ema = fit_schedules(cfg, modality)
         return cls(
             build_encoder=build_encoder,
             data=data,
@@ -139,6 +126,29 @@ class PretrainSpec:
                 raise ValueError("data2vec 2.0 needs a decoder")
             return Data2Vec2(encoder, self.build_decoder(), self.targets, self.loss, self.top_k)
         return Data2Vec(encoder, self.targets, self.loss, self.top_k)
+
+
+def fit_schedules(cfg: PretrainCommon, modality: Modality) -> EmaConfig:
+    """The active method's EMA schedule, fitted to its run and said in the log: an anneal longer
+    than the run (tau would stop short of tau_end) is shortened to the run. A collapse check
+    that would start after the run is said too."""
+    m, p = cfg.active, f"pretrain.{modality.value}"
+    ema = m.ema.within(m.optim.steps)
+    if ema != m.ema:
+        log.warning(
+            "%s.%s.ema.anneal_steps=%d is longer than the run (%s.%s.optim.steps=%d): tau would "
+            "end at %.6g, short of tau_end=%g; annealing over the run's %d steps instead",
+            *(p, cfg.method.value, m.ema.anneal_steps, p, cfg.method.value, m.optim.steps),
+            tau_at(m.optim.steps, m.ema.tau_start, m.ema.tau_end, m.ema.anneal_steps),
+            m.ema.tau_end,
+            ema.anneal_steps,
+        )
+    if cfg.collapse.check_after >= m.optim.steps:
+        log.info(
+            "%s.collapse.check_after=%d >= the run's %d steps: no collapse check",
+            *(p, cfg.collapse.check_after, m.optim.steps),
+        )
+    return ema
 
 
 @dataclass

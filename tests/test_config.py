@@ -223,12 +223,13 @@ def test_ema_anneal_longer_than_the_run_is_fitted_to_it_and_said(caplog) -> None
 
     params = tiny_params("pretrain.vision.v2.ema.anneal_steps=1000")  # TINY: 30 steps
     cfg = params.pretrain.vision
-    with caplog.at_level("WARNING", logger="d2v.train"):
+    with caplog.at_level("INFO", logger="d2v.train"):
         spec = PretrainSpec.from_config(cfg, Modality.vision, 4, lambda: None, None)
     assert spec.ema.anneal_steps == 30 and cfg.v2.ema.anneal_steps == 1000
     assert tau_at(30, spec.ema.tau_start, spec.ema.tau_end, spec.ema.anneal_steps) == 0.9999
     assert "pretrain.vision.v2.ema.anneal_steps=1000 is longer than the run" in caplog.text
     assert "pretrain.vision.v2.optim.steps=30" in caplog.text
+    assert "collapse.check_after=1000 >= the run's 30 steps: no collapse check" in caplog.text
     caplog.clear()
     spec = PretrainSpec.from_config(
         tiny_params("pretrain.vision.v2.ema.anneal_steps=20").pretrain.vision,
