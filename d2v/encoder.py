@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from d2v.architecture import GENERIC, Layout
 from d2v.backbone import Backbone, EncoderOutput
 from d2v.config import ModelConfig, Sublayer
 from d2v.masking import MaskInfo
@@ -46,10 +47,10 @@ class Frontend(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, frontend: Frontend, cfg: ModelConfig):
+    def __init__(self, frontend: Frontend, cfg: ModelConfig, layout: Layout = GENERIC):
         super().__init__()
         self.frontend = frontend
-        self.backbone = Backbone(cfg)
+        self.backbone = Backbone(cfg, layout)
         self.dim = cfg.dim
         self.depth = cfg.depth
 
