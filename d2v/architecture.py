@@ -11,7 +11,10 @@ default, or the paper's per modality, the same as HF transformers' Data2Vec mode
 
 Post-norm encoders (RoBERTa, wav2vec 2.0) end each block with a layer norm and have no final one
 (wav2vec 2.0's layer norm comes before the blocks, in the frontend). BEiT with mean pooling
-leaves the last block's output unnormalized; its pooler layer-norms the mean.
+leaves the last block's output unnormalized; its pooler layer-norms the mean. BEiT also puts a
+CLS token first (d2v.modalities.beit) and takes its positions from `pretrain.vision.pos`:
+absolute (sincos, learned) or a relative position bias per block or shared by all
+(`relative`, `shared_relative`; d2v.relpos).
 """
 
 from __future__ import annotations

@@ -39,19 +39,19 @@ class MLP(nn.Module):
         return self.drop(self.fc2(F.gelu(self.fc1(x))))
 
 
-def _attention(cfg: ModelConfig, layout: Layout) -> nn.Module:
+def _attention(cfg: ModelConfig, layout: Layout, rel_pos: nn.Module | None) -> nn.Module:
     if layout.qkv == Qkv.fused:
         return Attention(cfg.dim, cfg.heads, cfg.dropout)
-    return SeparateAttention(cfg.dim, cfg.heads, cfg.dropout, layout.key_bias)
+    return SeparateAttention(cfg.dim, cfg.heads, cfg.dropout, layout.key_bias, rel_pos)
 
 
 class Block(nn.Module):
     """Pre-norm: x + attn(LN(x)), then + FFN(LN(.)); BEiT scales each branch per channel."""
 
-    def __init__(self, cfg: ModelConfig, layout: Layout):
+    def __init__(self, cfg: ModelConfig, layout: Layout, rel_pos: nn.Module | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.attn = _attention(cfg, layout)
+        self.attn = _attention(cfg, layout, rel_pos)
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = MLP(cfg.dim, int(cfg.dim * cfg.mlp_ratio), cfg.dropout)
         self.scale1 = self.scale2 = None
@@ -59,8 +59,14 @@ class Block(nn.Module):
             self.scale1 = nn.Parameter(torch.full((cfg.dim,), layout.layer_scale))
             self.scale2 = nn.Parameter(torch.full((cfg.dim,), layout.layer_scale))
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> BlockOutput:
-        a = self.attn(self.norm1(x), padding_mask)
+    def forward(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        keep: Tensor | None = None,
+    ) -> BlockOutput:
+        a = self.attn(self.norm1(x), padding_mask, bias, keep)
         if self.scale1 is not None:
             a = self.scale1 * a
         x = x + a
@@ -81,16 +87,22 @@ class Block(nn.Module):
 class PostNormBlock(nn.Module):
     """Post-norm: LN(x + attn(x)), then LN(. + FFN(.)) (BERT, RoBERTa, wav2vec 2.0 Base)."""
 
-    def __init__(self, cfg: ModelConfig, layout: Layout):
+    def __init__(self, cfg: ModelConfig, layout: Layout, rel_pos: nn.Module | None = None):
         super().__init__()
-        self.attn = _attention(cfg, layout)
+        self.attn = _attention(cfg, layout, rel_pos)
         self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = MLP(cfg.dim, int(cfg.dim * cfg.mlp_ratio), cfg.dropout)
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> BlockOutput:
-        a = self.drop(self.attn(x, padding_mask))
+    def forward(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        keep: Tensor | None = None,
+    ) -> BlockOutput:
+        a = self.drop(self.attn(x, padding_mask, bias, keep))
         x = self.norm1(x + a)
         f = self.mlp(x)
         r = x + f
@@ -110,5 +122,7 @@ def _read(out: BlockOutput, sublayer: Sublayer) -> Tensor:
     }[sublayer]
 
 
-def block(cfg: ModelConfig, layout: Layout) -> nn.Module:
-    return PostNormBlock(cfg, layout) if layout.norm == Norm.post else Block(cfg, layout)
+def block(cfg: ModelConfig, layout: Layout, rel_pos: nn.Module | None = None) -> nn.Module:
+    if layout.norm == Norm.post:
+        return PostNormBlock(cfg, layout, rel_pos)
+    return Block(cfg, layout, rel_pos)

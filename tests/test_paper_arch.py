@@ -10,16 +10,20 @@ import torch
 
 from d2v.config import (
     Arch,
+    BlockMaskConfig,
     DecoderConfig,
+    InverseBlockMaskConfig,
     LossConfig,
     ModelConfig,
     Norm,
     Sublayer,
     TargetConfig,
     TokenMaskConfig,
+    VisionPretrainConfig,
 )
 from d2v.decoder import ConvDecoder
-from d2v.masking import fixed_token_mask, token_mask
+from d2v.masking import block_mask, fixed_token_mask, inverse_block_mask, token_mask
+from d2v.modalities import vision
 from d2v.modalities.text import build_encoder
 from d2v.model import Data2Vec
 from d2v.model_v2 import Data2Vec2
@@ -57,7 +61,31 @@ def text_v2():
     return model, ids, fixed_token_mask(special, 0.48, torch.Generator().manual_seed(0), copies=M)
 
 
-CASES = {"text-v1": text_v1, "text-v2": text_v2}
+def vision_v1():
+    """BEiT with one relative position bias shared by the blocks."""
+    torch.manual_seed(0)
+    cfg = VisionPretrainConfig(patch_size=4, pos="shared_relative")
+    encoder = vision.build_encoder(PAPER, cfg, 28, 1)
+    targets = TargetConfig(None, Norm.layer, Norm.layer, Sublayer.ffn)
+    model = Data2Vec(encoder, targets, LossConfig(beta=2.0), top_k=2)
+    mask = block_mask(3, (7, 7), BlockMaskConfig(), torch.Generator().manual_seed(0))
+    return model, torch.randn(3, 1, 28, 28), mask
+
+
+def vision_v2():
+    """BEiT with a relative position bias per block, on the visible patches of each copy."""
+    torch.manual_seed(0)
+    cfg = VisionPretrainConfig(patch_size=4, pos="relative")
+    encoder = vision.build_encoder(PAPER, cfg, 28, 1)
+    decoder = ConvDecoder(DecoderConfig(dim=32, layers=2, groups=8), 32, (7, 7))
+    targets = TargetConfig(None, Norm.instance, Norm.layer, Sublayer.ffn)
+    model = Data2Vec2(encoder, decoder, targets, LossConfig(beta=0.0), top_k=3)
+    mask = inverse_block_mask(3 * M, (7, 7), InverseBlockMaskConfig(block=2), torch.Generator())
+    mask.copies = M
+    return model, torch.randn(3, 1, 28, 28), mask
+
+
+CASES = {"text-v1": text_v1, "text-v2": text_v2, "vision-v1": vision_v1, "vision-v2": vision_v2}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -102,3 +130,19 @@ def test_every_target_sublayer_trains_the_paper_encoder(sublayer: Sublayer) -> N
     model, ids, mask = text_v1(sublayer)
     out = model(ids, mask, EMATeacher(model.encoder))
     assert torch.isfinite(out.loss) and out.target_std > 0
+
+
+def test_relative_positions_of_kept_tokens_are_their_places_in_the_full_grid() -> None:
+    """A data2vec 2.0 student's row holds CLS and some patches: its bias is the full grid's
+    bias at those tokens (BEiT's table indexed by their true offsets)."""
+    from d2v.relpos import RelativePositionBias
+
+    bias = RelativePositionBias((3, 4), heads=2)
+    with torch.no_grad():
+        bias.table.normal_()
+    full = bias()  # (1, H, 13, 13)
+    keep = torch.tensor([[0, 1, 5, 12], [0, 3, 4, 7]])
+    rows = bias(keep)  # (2, H, 4, 4)
+    for r in range(2):
+        torch.testing.assert_close(rows[r], full[0][:, keep[r]][:, :, keep[r]])
+    assert full[0, :, 1, 2].tolist() == full[0, :, 5, 6].tolist()  # same offset, same bias

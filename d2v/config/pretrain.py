@@ -100,7 +100,8 @@ class PretrainCommon:
 class VisionPretrainConfig(PretrainCommon):
     method: Method = Method.v2  # the bench: v2 reaches v1's probe in ~1/4 of the time
     patch_size: int = 4
-    pos: str = "sincos"  # sincos (fixed 2-D) | learned
+    # sincos (fixed 2-D) | learned; with model.arch paper (BEiT) also relative | shared_relative
+    pos: str = "sincos"
     v1: VisionV1Config = field(default_factory=_vision_v1)
     v2: VisionV2Config = field(default_factory=_vision_v2)
 
@@ -111,7 +112,13 @@ class VisionPretrainConfig(PretrainCommon):
             self.patch_size,
             f"a divisor of data.vision.image_size={image_size}",
         )
-        check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
+        relative = ("relative", "shared_relative")
+        check(
+            self.pos in ("sincos", "learned") or (self.pos in relative and model.arch == "paper"),
+            f"{p}.pos",
+            self.pos,
+            "sincos or learned (relative, shared_relative: with model.arch paper)",
+        )
         self.validate_common(p, model)
         # on the patch grid, each method's mask must hide some patches and keep some
         tokens = (image_size // self.patch_size) ** 2

@@ -25,33 +25,43 @@ def convert(
     src_name: str,
     dst_name: str,
     ignore: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
 ) -> dict[str, Tensor]:
     """`src` state under the names of `pairs` (src name, dst name) -> the destination's state.
 
     dst_shapes: every tensor the destination holds and its shape. Source tensors starting with
-    one of `ignore` may be left unmapped (e.g. HF's pooler, which d2v's encoder does not have).
+    one of `ignore` may be left unmapped (e.g. HF's pooler, which d2v's encoder does not have);
+    destination tensors in `optional` may have no source (they keep their initial values, e.g.
+    a mask embedding the source model never had). A tensor may differ from its counterpart by
+    dimensions of size 1 only (HF's CLS token (1, 1, D), d2v's (D,)).
     """
     out: dict[str, Tensor] = {}
     used: set[str] = set()
     for s, d in pairs:
         if d not in dst_shapes:
             raise InteropError(f"{dst_name} has no tensor {d} (for {src_name}'s {s})")
+        if s not in src and d in optional:
+            continue
         if s not in src:
             raise InteropError(f"{src_name} checkpoint lacks {s} (for {dst_name}'s {d})")
-        if src[s].shape != dst_shapes[d]:
+        if _squeezed(src[s].shape) != _squeezed(dst_shapes[d]):
             raise InteropError(
                 f"{src_name} tensor {s} has shape {tuple(src[s].shape)}, "
                 f"{dst_name}'s {d} needs {tuple(dst_shapes[d])}"
             )
-        out[d] = src[s].detach().clone()
+        out[d] = src[s].detach().clone().reshape(dst_shapes[d])
         used.add(s)
-    missing = [d for d in dst_shapes if d not in out]
+    missing = [d for d in dst_shapes if d not in out and d not in optional]
     if missing:
         raise InteropError(f"{dst_name} tensor {missing[0]} has no {src_name} counterpart")
     extra = [s for s in src if s not in used and not s.startswith(ignore)]
     if extra:
         raise InteropError(f"{src_name} tensor {extra[0]} has no {dst_name} counterpart")
     return out
+
+
+def _squeezed(shape: torch.Size) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1)
 
 
 def shapes(state: Mapping[str, Tensor]) -> dict[str, torch.Size]:

@@ -17,7 +17,7 @@ from d2v.interop.mapping import InteropError
 
 log = logging.getLogger(__name__)
 
-_MODULES = {Modality.text: "d2v.interop.hf_text"}
+_MODULES = {Modality.text: "d2v.interop.hf_text", Modality.vision: "d2v.interop.hf_vision"}
 
 
 def interop_module(modality: Modality):

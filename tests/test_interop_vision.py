@@ -1,0 +1,88 @@
+"""Vision interop: a random HF Data2VecVisionModel (BEiT) imported into d2v, and a d2v BEiT
+encoder exported and loaded with AutoModel, give the same last hidden state (CLS included) and
+per-layer outputs (fp32), for each kind of positions; a checkpoint that does not fit fails
+naming the tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from d2v.config import Arch, ModelConfig, Sublayer
+from d2v.interop import hf_vision
+from d2v.interop.mapping import InteropError
+
+transformers = pytest.importorskip("transformers")
+
+MICRO = ModelConfig(dim=32, depth=2, heads=4, arch=Arch.paper)
+POSITIONS = ("sincos", "learned", "relative", "shared_relative")
+
+
+def shape(pos: str) -> hf_vision.VisionShape:
+    return hf_vision.VisionShape(image_size=16, patch_size=4, channels=3, pos=pos)
+
+
+def jitter(model: torch.nn.Module, seed: int) -> None:
+    """Random values in every tensor (fresh models have unit norms, zero biases and zero
+    relative position tables, which a swapped mapping would not show)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def assert_same(hf_model, encoder) -> float:
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = hf_model(images, output_hidden_states=True)
+        out = encoder(images, collect=Sublayer.ffn_res)  # pre-norm: the residual stream
+    mine = torch.cat([out.cls, out.last], dim=1)
+    diff = (ref.last_hidden_state - mine).abs().max().item()
+    assert diff < 1e-5
+    assert len(out.layers) == len(ref.hidden_states) - 1
+    for layer, theirs in zip(out.layers, ref.hidden_states[1:], strict=True):
+        assert (layer - theirs[:, 1:]).abs().max().item() < 1e-5
+    return diff
+
+
+@pytest.mark.parametrize("pos", POSITIONS[1:])  # HF's absolute positions are learned
+def test_hf_model_imported_gives_the_same_outputs(tmp_path: Path, pos: str) -> None:
+    cfg = hf_vision.hf_config(MICRO, shape(pos))
+    cfg.use_mask_token = False  # as the released checkpoints: d2v keeps its own
+    cfg.layer_norm_eps = 1e-12
+    torch.manual_seed(0)
+    model = transformers.Data2VecVisionModel(cfg)
+    jitter(model, 0)
+    model.save_pretrained(tmp_path / "hf")
+    encoder, d2v_model, got = hf_vision.from_hf_dir(tmp_path / "hf")
+    assert got == shape(pos) and d2v_model.norm_eps == 1e-12
+    loaded = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    assert_same(loaded, encoder)
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+def test_d2v_encoder_exported_loads_with_automodel_and_matches(tmp_path: Path, pos: str) -> None:
+    torch.manual_seed(0)
+    encoder = hf_vision.build(MICRO, shape(pos)).eval()
+    jitter(encoder, 1)
+    hf_vision.to_hf(encoder, MICRO).save_pretrained(tmp_path / "out")
+    loaded = transformers.AutoModel.from_pretrained(tmp_path / "out").eval()
+    assert type(loaded).__name__ == "Data2VecVisionModel"
+    assert_same(loaded, encoder)
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    transformers.Data2VecVisionModel(hf_vision.hf_config(MICRO, shape("relative"))).save_pretrained(
+        tmp_path / "hf"
+    )
+    other = hf_vision.build(
+        ModelConfig(dim=32, depth=2, heads=2, arch=Arch.paper), shape("relative")
+    )
+    with pytest.raises(
+        InteropError,
+        match=r"relative_position_bias_table has shape \(52, 4\), d2v.s backbone.blocks.0.attn.rel_pos.table",
+    ):
+        hf_vision.from_hf_dir(tmp_path / "hf", into=other)
