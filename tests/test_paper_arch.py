@@ -16,14 +16,24 @@ from d2v.config import (
     LossConfig,
     ModelConfig,
     Norm,
+    SpanMaskConfig,
+    SpeechPretrainConfig,
     Sublayer,
     TargetConfig,
     TokenMaskConfig,
     VisionPretrainConfig,
 )
 from d2v.decoder import ConvDecoder
-from d2v.masking import block_mask, fixed_token_mask, inverse_block_mask, token_mask
-from d2v.modalities import vision
+from d2v.masking import (
+    block_mask,
+    fixed_span_mask,
+    fixed_token_mask,
+    inverse_block_mask,
+    span_mask,
+    token_mask,
+)
+from d2v.modalities import speech, vision
+from d2v.modalities.audio import Audio, frame_lengths
 from d2v.modalities.text import build_encoder
 from d2v.model import Data2Vec
 from d2v.model_v2 import Data2Vec2
@@ -85,7 +95,46 @@ def vision_v2():
     return model, torch.randn(3, 1, 28, 28), mask
 
 
-CASES = {"text-v1": text_v1, "text-v2": text_v2, "vision-v1": vision_v1, "vision-v2": vision_v2}
+SPEECH = SpeechPretrainConfig(frontend="waveform", conv_channels=16, pos_kernel=19, pos_groups=4)
+
+
+def speech_audio() -> tuple[Audio, torch.Tensor, int]:
+    lengths = torch.tensor([16000, 9000, 12000])
+    wave = torch.randn(3, 16000) * (torch.arange(16000)[None] < lengths[:, None])
+    frames = frame_lengths(lengths, SPEECH.conv_kernels, SPEECH.conv_strides)
+    return Audio(wave, lengths), frames, int(frames.max())
+
+
+def speech_v1():
+    """wav2vec 2.0 / data2vec audio: bias-free CNN, stacked conv positions, post-norm."""
+    torch.manual_seed(0)
+    targets = TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn)
+    model = Data2Vec(speech.build_encoder(PAPER, SPEECH), targets, LossConfig(beta=0.0), 2)
+    audio, frames, T = speech_audio()
+    mask = span_mask(frames, T, SpanMaskConfig(0.65, 5, 1), torch.Generator().manual_seed(0))
+    return model, audio, mask
+
+
+def speech_v2():
+    torch.manual_seed(0)
+    decoder = ConvDecoder(DecoderConfig(dim=16, layers=2, kernel=7, groups=8), 32)
+    targets = TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn)
+    encoder = speech.build_encoder(PAPER, SPEECH)
+    model = Data2Vec2(encoder, decoder, targets, LossConfig(beta=0.0), 2)
+    audio, frames, T = speech_audio()
+    g = torch.Generator().manual_seed(0)
+    mask = fixed_span_mask(frames.repeat_interleave(M), T, SpanMaskConfig(0.5, 5, 1), g, copies=M)
+    return model, audio, mask
+
+
+CASES = {
+    "text-v1": text_v1,
+    "text-v2": text_v2,
+    "vision-v1": vision_v1,
+    "vision-v2": vision_v2,
+    "speech-v1": speech_v1,
+    "speech-v2": speech_v2,
+}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -195,6 +195,9 @@ class SpeechPretrainConfig(PretrainCommon):
     conv_strides: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
     pos_kernel: int = 128  # conv positional encoding (wav2vec 2.0: 128, 16 groups)
     pos_groups: int = 16
+    # model.arch paper (data2vec audio): this many conv position layers of pos_kernel (paper:
+    # 5 of kernel 19, each with a layer norm); the generic encoder has wav2vec 2.0's one
+    pos_layers: int = 5
     crop_seconds: float = 4.0  # pretraining batches: utterances cropped / padded to this
     v1: SpeechV1Config = field(default_factory=_speech_v1)
     v2: SpeechV2Config = field(default_factory=_speech_v2)
@@ -224,6 +227,7 @@ class SpeechPretrainConfig(PretrainCommon):
             f"{len(self.conv_kernels)} ints >= 1 (one per conv_kernels entry)",
         )
         check(self.pos_kernel >= 1, f"{p}.pos_kernel", self.pos_kernel, ">= 1")
+        check(self.pos_layers >= 1, f"{p}.pos_layers", self.pos_layers, ">= 1")
         check(
             self.pos_groups >= 1 and model.dim % self.pos_groups == 0,
             f"{p}.pos_groups",

@@ -17,7 +17,11 @@ from d2v.interop.mapping import InteropError
 
 log = logging.getLogger(__name__)
 
-_MODULES = {Modality.text: "d2v.interop.hf_text", Modality.vision: "d2v.interop.hf_vision"}
+_MODULES = {
+    Modality.text: "d2v.interop.hf_text",
+    Modality.vision: "d2v.interop.hf_vision",
+    Modality.speech: "d2v.interop.hf_audio",
+}
 
 
 def interop_module(modality: Modality):
