@@ -86,3 +86,28 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path: Path) -> None
         match=r"relative_position_bias_table has shape \(52, 4\), d2v.s backbone.blocks.0.attn.rel_pos.table",
     ):
         hf_vision.from_hf_dir(tmp_path / "hf", into=other)
+
+
+def test_fine_tuning_an_import_against_other_model_params_names_the_tensor(
+    tmp_path: Path,
+) -> None:
+    """`d2v import` then finetune@ with params of another width: the first tensor that does
+    not fit is named (exit 2 at the CLI), not a bare load_state_dict traceback."""
+    from types import SimpleNamespace
+
+    from d2v.config import Modality
+    from d2v.runs.finetune import init_encoder
+    from d2v.runs.interop import run_import
+
+    torch.manual_seed(0)
+    cfg = hf_vision.hf_config(MICRO, shape("learned"))
+    transformers.Data2VecVisionModel(cfg).save_pretrained(tmp_path / "hf")
+    run_import(Modality.vision, f"hf:{tmp_path / 'hf'}", tmp_path / "pretrained")
+    same = SimpleNamespace(build_encoder=lambda: hf_vision.build(MICRO, shape("learned")))
+    encoder = init_encoder(same, "pretrained", 0, tmp_path / "pretrained")
+    loaded = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    assert_same(loaded, encoder.eval())
+    wider = ModelConfig(dim=48, depth=2, heads=4, arch=Arch.paper)
+    other = SimpleNamespace(build_encoder=lambda: hf_vision.build(wider, shape("learned")))
+    with pytest.raises(InteropError, match=r"encoder\.pt tensor frontend\.cls has shape \(32,\)"):
+        init_encoder(other, "pretrained", 0, tmp_path / "pretrained")

@@ -70,3 +70,10 @@ def shapes(state: Mapping[str, Tensor]) -> dict[str, torch.Size]:
 
 def invert(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(b, a) for a, b in pairs]
+
+
+def load_matching(module: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load `state` into `module`, every tensor by its own name and exact shape; the first one
+    that does not fit is named (e.g. an imported checkpoint against the params' model)."""
+    names = [(k, k) for k in state]
+    module.load_state_dict(convert(state, names, shapes(module.state_dict()), source, "d2v"))
