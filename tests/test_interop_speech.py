@@ -86,3 +86,29 @@ def test_the_log_mel_front_end_is_refused_by_name() -> None:
     encoder = build_encoder(MICRO, SpeechPretrainConfig(frontend="fbank", pos_groups=4))
     with pytest.raises(InteropError, match="frontend = 'fbank'"):
         hf_audio.to_hf(encoder, MICRO)
+
+
+@pytest.mark.parametrize("frontend", ["waveform", "fbank"])
+def test_cli_exports_a_pretraining_run_s_waveform_encoder_and_refuses_log_mel(
+    tmp_path: Path, capsys: pytest.CaptureFixture, frontend: str
+) -> None:
+    from d2v.cli import main
+    from d2v.config import to_dict
+
+    cfg = SHAPE.pretrain_config()
+    cfg.frontend = frontend
+    torch.manual_seed(0)
+    encoder = build_encoder(MICRO, cfg).eval()
+    jitter(encoder, 2)
+    run = tmp_path / "pretrained"
+    run.mkdir()
+    config = {"model": to_dict(MICRO), "pretrain": {"speech": to_dict(cfg)}}
+    torch.save({"encoder": encoder.state_dict(), "config": config}, run / "encoder.pt")
+    argv = ["export", "speech", str(tmp_path / "hf"), "--to", "hf", "--from", str(run)]
+    if frontend == "fbank":
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "pretrain.speech.frontend = 'fbank'" in capsys.readouterr().err
+        return
+    main(argv)
+    assert_same(transformers.AutoModel.from_pretrained(tmp_path / "hf").eval(), encoder)

@@ -111,3 +111,24 @@ def test_fine_tuning_an_import_against_other_model_params_names_the_tensor(
     other = SimpleNamespace(build_encoder=lambda: hf_vision.build(wider, shape("learned")))
     with pytest.raises(InteropError, match=r"encoder\.pt tensor frontend\.cls has shape \(32,\)"):
         init_encoder(other, "pretrained", 0, tmp_path / "pretrained")
+
+
+def test_cli_exports_a_pretraining_run_s_encoder(tmp_path: Path) -> None:
+    """`d2v export vision --to hf DIR` rebuilds the encoder from the run's saved config (model,
+    data.vision, pretrain.vision) and writes what AutoModel loads."""
+    from d2v.cli import main
+    from d2v.config import VisionPretrainConfig, to_dict
+
+    torch.manual_seed(0)
+    encoder = hf_vision.build(MICRO, shape("relative")).eval()
+    jitter(encoder, 2)
+    run = tmp_path / "pretrained"
+    run.mkdir()
+    config = {
+        "model": to_dict(MICRO),
+        "data": {"vision": {"image_size": 16}},
+        "pretrain": {"vision": to_dict(VisionPretrainConfig(patch_size=4, pos="relative"))},
+    }
+    torch.save({"encoder": encoder.state_dict(), "config": config}, run / "encoder.pt")
+    main(["export", "vision", str(tmp_path / "hf"), "--to", "hf", "--from", str(run)])
+    assert_same(transformers.AutoModel.from_pretrained(tmp_path / "hf").eval(), encoder)
