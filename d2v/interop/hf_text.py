@@ -3,7 +3,7 @@
 
 d2v derives padding from the ids (`pad_id`); HF needs `attention_mask = ids != pad_id` passed
 (it derives only the positions from the ids). HF's pooler (dense + tanh on `<s>`) is no part of
-d2v's encoder: import leaves it out; AutoModel gives an exported model a freshly initialized one.
+d2v's encoder: import leaves it out; export writes HF's randomly initialized one.
 """
 
 from __future__ import annotations
@@ -134,16 +134,16 @@ def shape_of(encoder: Encoder) -> TextShape:
 
 
 def to_hf(encoder: Encoder, model: ModelConfig, bos_id: int = 0, eos_id: int = 2):
-    """d2v's text encoder -> an HF Data2VecTextModel (no pooler) with the same weights."""
+    """d2v's text encoder -> an HF Data2VecTextModel with the same weights. Its pooler (dense +
+    tanh on `<s>`, for HF's sentence heads) is no part of d2v's encoder: it keeps HF's random
+    init, saved with the rest so that AutoModel loads the directory without a missing key (as
+    the released data2vec checkpoints, whose pooler was never trained either)."""
     from transformers import Data2VecTextModel
 
-    hf = Data2VecTextModel(
-        hf_config(model, shape_of(encoder), bos_id, eos_id), add_pooling_layer=False
-    )
-    state = convert(
-        encoder.state_dict(), invert(pairs(model.depth)), shapes(hf.state_dict()), "d2v", "HF"
-    )
-    hf.load_state_dict(state, strict=True)
+    hf = Data2VecTextModel(hf_config(model, shape_of(encoder), bos_id, eos_id))
+    own = {k: v for k, v in hf.state_dict().items() if not k.startswith("pooler.")}
+    state = convert(encoder.state_dict(), invert(pairs(model.depth)), shapes(own), "d2v", "HF")
+    hf.load_state_dict({**hf.state_dict(), **state}, strict=True)
     return hf.eval()
 
 
