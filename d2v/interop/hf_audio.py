@@ -66,6 +66,19 @@ class AudioShape:
     pos_groups: int = 16
     pos_layers: int = 5
 
+    def overrides(self) -> list[str]:
+        """The params the pipeline needs for this encoder (beside model.*)."""
+        p = "pretrain.speech"
+        return [
+            f"{p}.frontend=waveform",
+            f"{p}.conv_channels={self.conv_channels}",
+            f"{p}.conv_kernels=[{','.join(map(str, self.conv_kernels))}]",
+            f"{p}.conv_strides=[{','.join(map(str, self.conv_strides))}]",
+            f"{p}.pos_kernel={self.pos_kernel}",
+            f"{p}.pos_groups={self.pos_groups}",
+            f"{p}.pos_layers={self.pos_layers}",
+        ]
+
     def pretrain_config(self) -> SpeechPretrainConfig:
         return SpeechPretrainConfig(
             frontend="waveform",

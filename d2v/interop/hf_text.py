@@ -64,6 +64,11 @@ class TextShape:
     pad_id: int
     type_vocab: int = 1
 
+    def overrides(self) -> list[str]:
+        """The params the pipeline needs for this encoder (beside model.*); the vocabulary must
+        also be the checkpoint's tokenizer's."""
+        return [f"data.text.vocab_size={self.vocab_size}", f"data.text.max_seq_len={self.max_len}"]
+
 
 def hf_config(model: ModelConfig, shape: TextShape, bos_id: int = 0, eos_id: int = 2):
     from transformers import Data2VecTextConfig

@@ -69,6 +69,15 @@ class VisionShape:
     channels: int
     pos: str  # sincos | learned | relative | shared_relative
 
+    def overrides(self) -> list[str]:
+        """The params the pipeline needs for this encoder (beside model.*)."""
+        return [
+            f"data.vision.image_size={self.image_size}",
+            f"data.vision.channels={self.channels}",
+            f"pretrain.vision.patch_size={self.patch_size}",
+            f"pretrain.vision.pos={self.pos}",
+        ]
+
 
 def pairs(depth: int, shape: VisionShape) -> list[tuple[str, str]]:
     """Every (HF name, d2v name) of a `depth`-block encoder with these positions."""

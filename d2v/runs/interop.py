@@ -64,8 +64,7 @@ def run_import(modality: Modality, source: str, out: Path) -> Path:
             tmp / "summary.json",
             {"modality": modality.value, "imported_from": source, "mlflow_run_id": None},
         )
-    overrides = " ".join(
-        f"-S model.{k}={v}" for k, v in to_dict(model).items() if k not in ("name", "dropout")
-    )
-    log.info("imported %s into %s; the pipeline's params need: %s", hf_dir, out, overrides)
+    model_params = [f"model.{k}={v}" for k, v in to_dict(model).items() if k != "name"]
+    overrides = " ".join(f"-S {o}" for o in [*model_params, *shape.overrides()])
+    log.info("imported %s into %s; the pipeline's params for it: %s", hf_dir, out, overrides)
     return out
