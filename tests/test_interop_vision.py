@@ -132,3 +132,23 @@ def test_cli_exports_a_pretraining_run_s_encoder(tmp_path: Path) -> None:
     torch.save({"encoder": encoder.state_dict(), "config": config}, run / "encoder.pt")
     main(["export", "vision", str(tmp_path / "hf"), "--to", "hf", "--from", str(run)])
     assert_same(transformers.AutoModel.from_pretrained(tmp_path / "hf").eval(), encoder)
+
+
+def test_old_checkpoints_index_buffers_are_skipped_and_unknown_tensors_named(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    cfg = hf_vision.hf_config(MICRO, shape("relative"))
+    transformers.Data2VecVisionModel(cfg).save_pretrained(tmp_path / "hf")
+    path = tmp_path / "hf" / "model.safetensors"
+    state = load_file(str(path))
+    index = "encoder.layer.0.attention.attention.relative_position_bias.relative_position_index"
+    state[index] = torch.zeros(17, 17, dtype=torch.long)  # what BEiT-era checkpoints saved
+    save_file(state, str(path))
+    hf_vision.from_hf_dir(tmp_path / "hf")
+    state["encoder.layer.0.adapter.weight"] = torch.zeros(4)
+    save_file(state, str(path))
+    with pytest.raises(InteropError, match=r"encoder\.layer\.0\.adapter\.weight has no d2v"):
+        hf_vision.from_hf_dir(tmp_path / "hf")

@@ -21,7 +21,15 @@ from d2v.interop.mapping import InteropError, convert, invert, shapes
 
 MODEL_TYPE = "data2vec-vision"
 PREFIX = "data2vec_vision"
-IGNORE = ("pooler.", "classifier.", "lm_head.", "decode_head.", "auxiliary_head.", "fpn")
+IGNORE = (  # HF heads d2v's encoder has not, and index buffers older checkpoints saved
+    "pooler.",
+    "classifier.",
+    "lm_head.",
+    "decode_head.",
+    "auxiliary_head.",
+    "fpn",
+    "relative_position_index",
+)
 OPTIONAL = ("frontend.mask_emb",)  # HF's mask token exists only with use_mask_token
 
 EMBEDDINGS = [  # (HF, d2v)

@@ -29,8 +29,9 @@ def convert(
 ) -> dict[str, Tensor]:
     """`src` state under the names of `pairs` (src name, dst name) -> the destination's state.
 
-    dst_shapes: every tensor the destination holds and its shape. Source tensors starting with
-    one of `ignore` may be left unmapped (e.g. HF's pooler, which d2v's encoder does not have);
+    dst_shapes: every tensor the destination holds and its shape. Source tensors whose name
+    contains one of `ignore` may be left unmapped (e.g. HF's pooler, which d2v's encoder does
+    not have, or index buffers older checkpoints saved);
     destination tensors in `optional` may have no source (they keep their initial values, e.g.
     a mask embedding the source model never had). A tensor may differ from its counterpart by
     dimensions of size 1 only (HF's CLS token (1, 1, D), d2v's (D,)).
@@ -54,7 +55,7 @@ def convert(
     missing = [d for d in dst_shapes if d not in out and d not in optional]
     if missing:
         raise InteropError(f"{dst_name} tensor {missing[0]} has no {src_name} counterpart")
-    extra = [s for s in src if s not in used and not s.startswith(ignore)]
+    extra = [s for s in src if s not in used and not any(part in s for part in ignore)]
     if extra:
         raise InteropError(f"{src_name} tensor {extra[0]} has no {dst_name} counterpart")
     return out
