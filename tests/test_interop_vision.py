@@ -20,8 +20,8 @@ MICRO = ModelConfig(dim=32, depth=2, heads=4, arch=Arch.paper)
 POSITIONS = ("sincos", "learned", "relative", "shared_relative")
 
 
-def shape(pos: str) -> hf_vision.VisionShape:
-    return hf_vision.VisionShape(image_size=16, patch_size=4, channels=3, pos=pos)
+def shape(pos: str, final_norm: bool = False) -> hf_vision.VisionShape:
+    return hf_vision.VisionShape(16, 4, 3, pos, final_norm)
 
 
 def jitter(model: torch.nn.Module, seed: int) -> None:
@@ -47,9 +47,16 @@ def assert_same(hf_model, encoder) -> float:
     return diff
 
 
-@pytest.mark.parametrize("pos", POSITIONS[1:])  # HF's absolute positions are learned
-def test_hf_model_imported_gives_the_same_outputs(tmp_path: Path, pos: str) -> None:
-    cfg = hf_vision.hf_config(MICRO, shape(pos))
+# HF's absolute positions are learned; the released pretrained checkpoints share one relative
+# position bias and end with a layer norm (use_mean_pooling false), the fine-tuned ones not
+IMPORTS = [("learned", False), ("relative", False), ("shared_relative", True)]
+
+
+@pytest.mark.parametrize(("pos", "final_norm"), IMPORTS)
+def test_hf_model_imported_gives_the_same_outputs(
+    tmp_path: Path, pos: str, final_norm: bool
+) -> None:
+    cfg = hf_vision.hf_config(MICRO, shape(pos, final_norm))
     cfg.use_mask_token = False  # as the released checkpoints: d2v keeps its own
     cfg.layer_norm_eps = 1e-12
     torch.manual_seed(0)
@@ -57,7 +64,7 @@ def test_hf_model_imported_gives_the_same_outputs(tmp_path: Path, pos: str) -> N
     jitter(model, 0)
     model.save_pretrained(tmp_path / "hf")
     encoder, d2v_model, got = hf_vision.from_hf_dir(tmp_path / "hf")
-    assert got == shape(pos) and d2v_model.norm_eps == 1e-12
+    assert got == shape(pos, final_norm) and d2v_model.norm_eps == 1e-12
     loaded = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
     assert_same(loaded, encoder)
 
@@ -65,7 +72,7 @@ def test_hf_model_imported_gives_the_same_outputs(tmp_path: Path, pos: str) -> N
 @pytest.mark.parametrize("pos", POSITIONS)
 def test_d2v_encoder_exported_loads_with_automodel_and_matches(tmp_path: Path, pos: str) -> None:
     torch.manual_seed(0)
-    encoder = hf_vision.build(MICRO, shape(pos)).eval()
+    encoder = hf_vision.build(MICRO, shape(pos, final_norm=pos == "shared_relative")).eval()
     jitter(encoder, 1)
     hf_vision.to_hf(encoder, MICRO).save_pretrained(tmp_path / "out")
     loaded = transformers.AutoModel.from_pretrained(tmp_path / "out").eval()

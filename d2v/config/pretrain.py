@@ -102,6 +102,10 @@ class VisionPretrainConfig(PretrainCommon):
     patch_size: int = 4
     # sincos (fixed 2-D) | learned; with model.arch paper (BEiT) also relative | shared_relative
     pos: str = "sincos"
+    # model.arch paper (BEiT): a layer norm after the last block, as the released pretrained
+    # data2vec-vision checkpoints (HF use_mean_pooling false); else none, the mean-pooling
+    # head's own norm standing in (the fine-tuned checkpoints)
+    final_norm: bool = False
     v1: VisionV1Config = field(default_factory=_vision_v1)
     v2: VisionV2Config = field(default_factory=_vision_v2)
 
@@ -118,6 +122,12 @@ class VisionPretrainConfig(PretrainCommon):
             f"{p}.pos",
             self.pos,
             "sincos or learned (relative, shared_relative: with model.arch paper)",
+        )
+        check(
+            not self.final_norm or model.arch == "paper",
+            f"{p}.final_norm",
+            self.final_norm,
+            "false (true: with model.arch paper; the generic encoder always has one)",
         )
         self.validate_common(p, model)
         # on the patch grid, each method's mask must hide some patches and keep some

@@ -2,9 +2,11 @@
 `Data2VecVisionModel`, weight by weight, config field by field.
 
 HF's `last_hidden_state` is (B, 1 + T, D), CLS first; d2v's encoder returns the CLS token's
-output apart (`EncoderOutput.cls`) and the patches' as `last`. With mean pooling (the data2vec
-default) neither applies a final layer norm; the pooled features' layer norm is the head's
-(d2v's classifier `fc_norm`, HF's pooler): import leaves HF's pooler out.
+output apart (`EncoderOutput.cls`) and the patches' as `last`. With mean pooling (HF's
+`use_mean_pooling`, the fine-tuned checkpoints) neither applies a final layer norm; the pooled
+features' layer norm is the head's (d2v's classifier `fc_norm`, HF's pooler): import leaves HF's
+pooler out. Without it (the pretrained checkpoints) HF's `layernorm` on the sequence is d2v's
+final norm (`pretrain.vision.final_norm: true`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class VisionShape:
     patch_size: int
     channels: int
     pos: str  # sincos | learned | relative | shared_relative
+    final_norm: bool = False  # HF: use_mean_pooling false
 
     def overrides(self) -> list[str]:
         """The params the pipeline needs for this encoder (beside model.*)."""
@@ -84,6 +87,7 @@ class VisionShape:
             f"data.vision.channels={self.channels}",
             f"pretrain.vision.patch_size={self.patch_size}",
             f"pretrain.vision.pos={self.pos}",
+            f"pretrain.vision.final_norm={str(self.final_norm).lower()}",
         ]
 
 
@@ -93,6 +97,11 @@ def pairs(depth: int, shape: VisionShape) -> list[tuple[str, str]]:
     out = [p for p in EMBEDDINGS if absolute or p[1] != "frontend.pos"]
     if shape.pos == "shared_relative":
         out.append(SHARED_REL_POS)
+    if shape.final_norm:  # HF's `layernorm` on the sequence output (use_mean_pooling false)
+        out += [
+            ("layernorm.weight", "backbone.norm.weight"),
+            ("layernorm.bias", "backbone.norm.bias"),
+        ]
     for i in range(depth):
         block = BLOCK + ([LAYER_REL_POS] if shape.pos == "relative" else [])
         out += [(f"encoder.layer.{i}.{h}", f"backbone.blocks.{i}.{d}") for h, d in block]
@@ -120,7 +129,7 @@ def hf_config(model: ModelConfig, shape: VisionShape):
         use_shared_relative_position_bias=shape.pos == "shared_relative",
         layer_scale_init_value=0.1,  # any > 0: the scales themselves are weights
         drop_path_rate=0.0,  # d2v has no stochastic depth
-        use_mean_pooling=True,
+        use_mean_pooling=not shape.final_norm,
     )
 
 
@@ -131,7 +140,6 @@ def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, VisionShape]:
     for field, ok in (
         ("hidden_act", cfg.hidden_act == "gelu"),
         ("layer_scale_init_value", cfg.layer_scale_init_value > 0),
-        ("use_mean_pooling", cfg.use_mean_pooling),
         ("use_absolute_position_embeddings", absolute != relative),
         (
             "use_shared_relative_position_bias",
@@ -159,13 +167,17 @@ def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, VisionShape]:
         arch=Arch.paper,
         norm_eps=float(cfg.layer_norm_eps),
     )
-    return model, VisionShape(cfg.image_size, cfg.patch_size, cfg.num_channels, pos)
+    shape = VisionShape(cfg.image_size, cfg.patch_size, cfg.num_channels, pos)
+    shape.final_norm = not cfg.use_mean_pooling
+    return model, shape
 
 
 def build(model: ModelConfig, shape: VisionShape) -> Encoder:
     from d2v.modalities.vision import build_encoder
 
-    cfg = VisionPretrainConfig(patch_size=shape.patch_size, pos=shape.pos)
+    cfg = VisionPretrainConfig(
+        patch_size=shape.patch_size, pos=shape.pos, final_norm=shape.final_norm
+    )
     return build_encoder(model, cfg, shape.image_size, shape.channels)
 
 
@@ -181,7 +193,10 @@ def shape_of(encoder: Encoder) -> VisionShape:
         pos = "sincos"
     else:
         pos = "shared_relative" if backbone.rel_pos is not None else "relative"
-    return VisionShape(fe.grid[0] * conv.stride[0], conv.stride[0], conv.in_channels, pos)
+    final_norm = isinstance(backbone.norm, torch.nn.LayerNorm)
+    return VisionShape(
+        fe.grid[0] * conv.stride[0], conv.stride[0], conv.in_channels, pos, final_norm
+    )
 
 
 def to_hf(encoder: Encoder, model: ModelConfig):
@@ -235,7 +250,7 @@ def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelCo
     )
     image_size = int(config["data"]["vision"]["image_size"])
     channels = state["frontend.patch_embed.weight"].shape[1]
-    shape = VisionShape(image_size, cfg.patch_size, channels, cfg.pos)
+    shape = VisionShape(image_size, cfg.patch_size, channels, cfg.pos, cfg.final_norm)
     encoder = build(model, shape)
     encoder.load_state_dict(state, strict=True)
     return encoder.eval(), model

@@ -3,6 +3,7 @@ masks from params and prepared image shards."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def build_encoder(
     if model.arch == Arch.paper:
         frontend = BeitFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
         rel_pos = RELATIVE.get(cfg.pos, "none")
-        return Encoder(frontend, model, layout(model, Modality.vision), rel_pos)
+        beit = replace(layout(model, Modality.vision), final_norm=cfg.final_norm)
+        return Encoder(frontend, model, beit, rel_pos)
     frontend = ImageFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
     return Encoder(frontend, model)
 
