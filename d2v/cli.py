@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
     c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    c = command("export", help="a pretrained encoder as an HF Data2Vec model directory")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("out", help="the directory to write (AutoModel.from_pretrained loads it)")
+    c.add_argument("--to", choices=["hf"], required=True, help="the format: hf (transformers)")
+    c.add_argument("--from", dest="src", default=None, help="default: models/<m>/pretrained")
+    c.add_argument("--prepared", default=None, help="default: data/prepared/<m>")
+    c = command("import", help="an HF Data2Vec checkpoint as a d2v pretrained directory")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("source", help="hf:DIR, an HF model directory (config.json + weights)")
+    c.add_argument("--to", dest="out", default=None, help="default: models/<m>/imported")
     for name, what in (
         ("finetune", "fine-tune pretrained and scratch encoders"),
         ("evaluate", "score fine-tuned models and linear probes"),
@@ -179,6 +189,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         return
     if args.command == "headline":
         print_headline(Path(args.eval_dir), Path(args.glue), Path(args.report))
+        return
+    if args.command in ("export", "import"):
+        run_interop_command(args)
         return
     params = read_params(args.params)  # validated before any compute
     if args.command in ("sweep", "ablate"):
@@ -244,6 +257,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
             finetuned,
             Path("metrics/eval") / f"{args.task}.json",
         )
+
+
+def run_interop_command(args: argparse.Namespace) -> None:
+    from d2v.runs.interop import run_export, run_import
+
+    m = args.modality.value
+    if args.command == "export":
+        src = Path(args.src or Path("models") / m / "pretrained")
+        run_export(
+            args.modality, src, Path(args.prepared or Path("data/prepared") / m), Path(args.out)
+        )
+    else:
+        run_import(args.modality, args.source, Path(args.out or Path("models") / m / "imported"))
 
 
 def run_study_command(params, args: argparse.Namespace, stage: str) -> None:

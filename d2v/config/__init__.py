@@ -41,12 +41,13 @@ from d2v.config.pretrain import (
     TextPretrainConfig,
     VisionPretrainConfig,
 )
-from d2v.config.runtime import DeepSpeedConfig, ModelConfig, TrackingConfig
+from d2v.config.runtime import Arch, DeepSpeedConfig, ModelConfig, TrackingConfig
 from d2v.config.sweep import SweepConfig, SweepDim
 
 __all__ = [
     "INITS",
     "AblateConfig",
+    "Arch",
     "BenchConfig",
     "BlockMaskConfig",
     "CollapseConfig",

@@ -100,7 +100,12 @@ class PretrainCommon:
 class VisionPretrainConfig(PretrainCommon):
     method: Method = Method.v2  # the bench: v2 reaches v1's probe in ~1/4 of the time
     patch_size: int = 4
-    pos: str = "sincos"  # sincos (fixed 2-D) | learned
+    # sincos (fixed 2-D) | learned; with model.arch paper (BEiT) also relative | shared_relative
+    pos: str = "sincos"
+    # model.arch paper (BEiT): a layer norm after the last block, as the released pretrained
+    # data2vec-vision checkpoints (HF use_mean_pooling false); else none, the mean-pooling
+    # head's own norm standing in (the fine-tuned checkpoints)
+    final_norm: bool = False
     v1: VisionV1Config = field(default_factory=_vision_v1)
     v2: VisionV2Config = field(default_factory=_vision_v2)
 
@@ -111,7 +116,19 @@ class VisionPretrainConfig(PretrainCommon):
             self.patch_size,
             f"a divisor of data.vision.image_size={image_size}",
         )
-        check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
+        relative = ("relative", "shared_relative")
+        check(
+            self.pos in ("sincos", "learned") or (self.pos in relative and model.arch == "paper"),
+            f"{p}.pos",
+            self.pos,
+            "sincos or learned (relative, shared_relative: with model.arch paper)",
+        )
+        check(
+            not self.final_norm or model.arch == "paper",
+            f"{p}.final_norm",
+            self.final_norm,
+            "false (true: with model.arch paper; the generic encoder always has one)",
+        )
         self.validate_common(p, model)
         # on the patch grid, each method's mask must hide some patches and keep some
         tokens = (image_size // self.patch_size) ** 2
@@ -188,6 +205,9 @@ class SpeechPretrainConfig(PretrainCommon):
     conv_strides: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
     pos_kernel: int = 128  # conv positional encoding (wav2vec 2.0: 128, 16 groups)
     pos_groups: int = 16
+    # model.arch paper (data2vec audio): this many conv position layers of pos_kernel (paper:
+    # 5 of kernel 19, each with a layer norm); the generic encoder has wav2vec 2.0's one
+    pos_layers: int = 5
     crop_seconds: float = 4.0  # pretraining batches: utterances cropped / padded to this
     v1: SpeechV1Config = field(default_factory=_speech_v1)
     v2: SpeechV2Config = field(default_factory=_speech_v2)
@@ -217,6 +237,7 @@ class SpeechPretrainConfig(PretrainCommon):
             f"{len(self.conv_kernels)} ints >= 1 (one per conv_kernels entry)",
         )
         check(self.pos_kernel >= 1, f"{p}.pos_kernel", self.pos_kernel, ">= 1")
+        check(self.pos_layers >= 1, f"{p}.pos_layers", self.pos_layers, ">= 1")
         check(
             self.pos_groups >= 1 and model.dim % self.pos_groups == 0,
             f"{p}.pos_groups",
