@@ -112,7 +112,9 @@ def test_sweep_best_trial_counts_importances(report: Path) -> None:
     best = sweep.split("Best trials:")[1].split("Parameter importances")[0]
     rows = [r for r in best.splitlines() if re.match(r"\| \d", r)]
     assert rows[0].startswith("| 2 |") and "58.25" in rows[0]  # not the collapsed 99.0
-    scores = [r.split("|")[3].strip() for r in rows]  # run ids are random hex: only the score column
+    scores = [
+        r.split("|")[3].strip() for r in rows
+    ]  # run ids are random hex: only the score column
     assert scores == ["58.25", "55.5", "50"]  # the collapsed 99.0 is not a best trial
     assert sweep.index("| top_k | 0.750 |") < sweep.index("| mask_ratio | 0.250 |")
     assert "figures/sweep_0_vision.png" in sweep
