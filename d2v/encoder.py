@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from d2v.architecture import GENERIC, Layout
 from d2v.backbone import Backbone, EncoderOutput
 from d2v.config import ModelConfig, Sublayer
 from d2v.masking import MaskInfo
@@ -20,6 +21,8 @@ from d2v.masking import MaskInfo
 class Tokens(NamedTuple):
     x: Tensor  # (B, T, D) embedded input, masked positions replaced, positions added
     padding_mask: Tensor | None = None  # (B, T) True = padding
+    keep: Tensor | None = None  # (R, K) which token of the full sequence each row holds
+    prefix: int = 0  # leading tokens that are no input position (BEiT's CLS)
 
 
 def gather_visible(x: Tensor, mask: MaskInfo) -> Tensor:
@@ -50,10 +53,12 @@ class Frontend(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, frontend: Frontend, cfg: ModelConfig):
+    def __init__(
+        self, frontend: Frontend, cfg: ModelConfig, layout: Layout = GENERIC, rel_pos: str = "none"
+    ):
         super().__init__()
         self.frontend = frontend
-        self.backbone = Backbone(cfg)
+        self.backbone = Backbone(cfg, layout, rel_pos, getattr(frontend, "grid", None))
         self.dim = cfg.dim
         self.depth = cfg.depth
 
@@ -65,7 +70,19 @@ class Encoder(nn.Module):
         visible_only: bool = False,
     ) -> EncoderOutput:
         tokens = self.frontend(source, mask, visible_only)
-        return self.backbone(tokens.x, tokens.padding_mask, collect)
+        out = self.backbone(tokens.x, tokens.padding_mask, collect, tokens.keep)
+        return split_prefix(out, tokens.prefix) if tokens.prefix else out
+
+
+def split_prefix(out: EncoderOutput, p: int) -> EncoderOutput:
+    """The outputs at the input's positions, the CLS token's (the first `p`) apart: what the
+    data2vec core, decoders and heads read is per input position."""
+    return EncoderOutput(
+        last=out.last[:, p:],
+        layers=[layer[:, p:] for layer in out.layers],
+        padding_mask=None if out.padding_mask is None else out.padding_mask[:, p:],
+        cls=out.last[:, :p],
+    )
 
 
 class EncoderFeatures(nn.Module):

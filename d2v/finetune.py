@@ -8,6 +8,7 @@ Dimensions: B batch, T tokens, D width, C classes, N examples.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -220,7 +221,7 @@ def _ctc_probe(
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    probe_cfg = TaskConfig(modality=cfg.modality, mask_prob=0.0)
+    probe_cfg = dataclasses.replace(cfg, mask_prob=0.0)  # no span masking under the probe
     model = build_model(task, encoder, probe_cfg)
     model.encoder.requires_grad_(False)
     optim = FinetuneOptim(

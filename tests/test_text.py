@@ -83,7 +83,9 @@ def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> No
         torch.manual_seed(0)
         model = build_model(task, task.build_encoder(), cfg)
         subset = np.arange(min(256, len(task.train_labels)))
-        optim = cfg.optim.__class__(steps=8, batch_size=32, lr=1e-3, warmup_steps=1)
+        optim = cfg.optim.__class__(
+            steps=8, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=1
+        )
         finetune(model, lambda t=task, s=subset: t.train_pass(s, 32, 0), optim, device)
         scores = held_out_scores(task, model, 256, device)
         assert set(scores) == keys, name

@@ -115,6 +115,8 @@ def run_evaluate(
             "label_fraction": cfg.label_fraction,
             "probe_label_fraction": cfg.probe.label_fraction,
             "pretrain_collapsed": bool(pre.get("collapsed", False)),
+            # the pretrained arm's weights: pretrain@<m>, or an HF checkpoint (`d2v import`)
+            "pretrained_from": pre.get("imported_from", "pretrain"),
             "extra_evals": sorted(task.extra_evals),
             # a predictor that ignores its input scores this: the floor of "not learning"
             "chance": chance_scores(task, cfg.eval_batch_size),

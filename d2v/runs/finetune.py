@@ -16,6 +16,7 @@ from d2v.distributed import bf16_supported
 from d2v.downstream import DownstreamTask, build_model
 from d2v.encoder import Encoder, fold_parametrizations
 from d2v.finetune import finetune, labeled_subset
+from d2v.interop.mapping import load_matching
 from d2v.modalities import downstream_task
 from d2v.params_io import fingerprint
 from d2v.pool import run_all, worker_count
@@ -30,7 +31,9 @@ def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -
     encoder = task.build_encoder()
     if init == "pretrained":
         state = torch.load(pretrained / "encoder.pt", map_location="cpu", weights_only=False)
-        encoder.load_state_dict(state["encoder"])
+        # pretrain@ wrote it with these params, or `d2v import` from an HF checkpoint: a model
+        # param that differs shows as the first tensor that does not fit, by name
+        load_matching(encoder, state["encoder"], str(pretrained / "encoder.pt"))
     return encoder
 
 
