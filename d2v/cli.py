@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
+from pathlib import Path
 
 from d2v.collapse import CollapseError
 from d2v.config import Modality
+from d2v.config.base import suggest
 from d2v.failures import EXIT_EXPECTED, expected_failure, format_traceback
 
 log = logging.getLogger("d2v")
@@ -24,15 +27,64 @@ def _modality(value: str) -> Modality:
     try:
         return Modality(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in Modality)
-        raise argparse.ArgumentTypeError(f"unknown modality {value!r}: allowed {allowed}") from None
+        names = [m.value for m in Modality]
+        raise argparse.ArgumentTypeError(
+            f"unknown modality {value!r}: {suggest(value, names)}"
+        ) from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (exit 2), with the closest names after a
+    mistyped subcommand or modality, and whose `d2v --help` lists the modalities, tasks and
+    config groups of the current directory's params.yaml and conf/ (read only for help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        typo = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if typo:
+            word, choices = typo.group(1), re.findall(r"'([^']*)'", typo.group(2))
+            message = f"unknown command {word!r}: {suggest(word, choices)}"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")  # one line
+
+    def format_help(self) -> str:
+        if self.prog == "d2v":
+            self.epilog = catalog(Path("params.yaml"), Path("conf"))
+        return super().format_help()
+
+
+def catalog(params: Path, conf: Path) -> str:
+    """What `d2v --help` lists after the commands: modalities, tasks (params.yaml's finetune
+    keys, or conf/config.yaml's) and config groups with their options."""
+    import yaml
+
+    from d2v.params_io import group_options
+
+    lines = ["modalities: " + ", ".join(m.value for m in Modality)]
+    source = params if params.is_file() else conf / "config.yaml"
+    try:
+        tasks = (yaml.safe_load(source.read_text()) or {}).get("finetune") or {}
+        by_task = [f"{t} ({c.get('modality', '?')})" for t, c in tasks.items()]
+        lines.append(f"tasks (finetune / evaluate, from {source}): " + ", ".join(by_task))
+    except (OSError, yaml.YAMLError, AttributeError):
+        lines.append("tasks: the keys of params.yaml's finetune (no params.yaml here)")
+    groups = group_options(conf) if conf.is_dir() else {}
+    if groups:
+        lines.append(f"config groups in {conf}/ (d2v params GROUP=OPTION, dvc exp run -S ...):")
+        lines += [f"  {g}: {', '.join(options)}" for g, options in groups.items()]
+    else:
+        lines.append("config groups: run in the repository root to list conf/'s groups")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="tracebacks of expected failures")
-    p = argparse.ArgumentParser(prog="d2v", description=__doc__, parents=[common])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(
+        prog="d2v",
+        description=__doc__,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
@@ -88,12 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
     c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    c = command("export", help="a pretrained encoder as an HF Data2Vec model directory")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("out", help="the directory to write (AutoModel.from_pretrained loads it)")
+    c.add_argument("--to", choices=["hf"], required=True, help="the format: hf (transformers)")
+    c.add_argument("--from", dest="src", default=None, help="default: models/<m>/pretrained")
+    c.add_argument("--prepared", default=None, help="default: data/prepared/<m>")
+    c = command("import", help="an HF Data2Vec checkpoint as a d2v pretrained directory")
+    c.add_argument("modality", type=_modality)
+    c.add_argument("source", help="hf:DIR, an HF model directory (config.json + weights)")
+    c.add_argument("--to", dest="out", default=None, help="default: models/<m>/imported")
     for name, what in (
         ("finetune", "fine-tune pretrained and scratch encoders"),
         ("evaluate", "score fine-tuned models and linear probes"),
     ):
         c = command(name, help=what)
-        c.add_argument("task")
+        c.add_argument("task", help="a key of params.yaml's finetune (listed by d2v --help)")
         c.add_argument("--params", default="params.yaml")
     return p
 
@@ -113,6 +175,8 @@ COMMANDS = {
     "bench": "d2v.runs.bench",
     "report": "d2v.runs.report",
     "headline": "d2v.runs.headline",
+    "export": "d2v.runs.interop",
+    "import": "d2v.runs.interop",
 }
 
 

@@ -100,12 +100,9 @@ def _library_subject(e: BaseException) -> str | None:
 
 
 def _mlflow_uri() -> str:
-    import sys
+    from d2v.tracking import active_uri
 
-    mlflow = sys.modules.get("mlflow")
-    with contextlib.suppress(Exception):
-        return mlflow.get_tracking_uri() if mlflow else ""
-    return ""
+    return active_uri()
 
 
 def _os_error(e: OSError) -> str:

@@ -8,9 +8,10 @@ Dimensions: B batch, T tokens, D width, C classes, N examples.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from d2v.callbacks import LogMetrics
 from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig
 from d2v.data.shards import stratified_subset
 from d2v.downstream import DownstreamTask, build_model
@@ -31,7 +33,6 @@ from d2v.schedule import lr_at
 log = logging.getLogger(__name__)
 
 Batches = Callable[[], Iterable[tuple[Any, Tensor]]]  # a fresh pass of (input, label) batches
-LogMetrics = Callable[[Mapping[str, float], int], None]  # (metrics, step): e.g. Tracker.log_metrics
 
 
 def _forever(batches: Batches) -> Iterator[tuple[Any, Tensor]]:
@@ -220,7 +221,7 @@ def _ctc_probe(
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    probe_cfg = TaskConfig(modality=cfg.modality, mask_prob=0.0)
+    probe_cfg = dataclasses.replace(cfg, mask_prob=0.0)  # no span masking under the probe
     model = build_model(task, encoder, probe_cfg)
     model.encoder.requires_grad_(False)
     optim = FinetuneOptim(

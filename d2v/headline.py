@@ -8,7 +8,9 @@ Verdicts, with spread = the larger of the two arms' sample stds:
 - "not learning: at chance": the better arm is within max(2 spread, 1 point) of what a predictor
   that ignores its input scores (majority class, empty transcript, a constant);
 - "gain" / "pretraining hurts": pretrained better / worse than scratch by more than 2 spread;
-- "no clear gain": otherwise.
+- "no clear gain": otherwise;
+- "one seed: no spread" in place of gain / hurts / no clear gain when the row has fewer than two
+  seeds (a difference without a spread is no evidence either way).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Row:
             above = abs(best(self.pretrained, self.scratch) - self.chance)
             if above <= max(2 * spread, 1.0):
                 return "not learning: at chance"
+        if 0 < self.seeds < 2:
+            return "one seed: no spread"
         if self.gain > 2 * spread:
             return "gain"
         if self.gain < -2 * spread:

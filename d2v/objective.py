@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,19 @@ def sweep_probe(
     return task, probe
 
 
+def objective_name(sweep: SweepConfig, metric: str) -> str:
+    """The objective as Optuna's dashboard and plots name it, e.g. `imagenet probe top1`."""
+    return f"{sweep.task} probe {sweep.metric or metric}"
+
+
+def name_objective(study: optuna.Study, name: str) -> None:
+    """Name the study's objective once (Optuna marks `set_metric_names` experimental)."""
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])
+
+
 def run_trial(
     trial: optuna.Trial,
     modality: Modality,
@@ -117,7 +131,8 @@ def run_trial(
     params = trial_params(base, sweep, values)
     trial.set_user_attr("overrides", {k: _hydra(v) for k, v in values.items()})
     spec = pretrain_spec(params, modality, prepared_dir)
-    _, probe = sweep_probe(params, modality, prepared_dir, dist_info.device)
+    task, probe = sweep_probe(params, modality, prepared_dir, dist_info.device)
+    name_objective(trial.study, objective_name(sweep, task.metric))
     steps = spec.optim.steps
     tracker.log_params({"trial": trial.number, **values, "config": to_dict(params.pretrain)})
 
@@ -133,7 +148,7 @@ def run_trial(
     ckpt = Path(tempfile.mkdtemp(prefix=f"d2v-trial{trial.number}-"))
     try:
         model, _, _ = pretrain(
-            spec, params.deepspeed, dist_info, params.seed, ckpt, tracker, on_log=report
+            spec, params.deepspeed, dist_info, params.seed, ckpt, tracker.log_metrics, report
         )
     except CollapseError as e:
         trial.set_user_attr("collapsed", True)

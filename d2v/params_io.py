@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from d2v.config import ConfigError, Params, load_params, to_dict
+from d2v.config.base import did_you_mean, suggest
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,58 @@ def compose(config_dir: str | Path = "conf", overrides: Sequence[str] = ()) -> d
 
 
 def _composition_error(message: str, config_dir: str | Path) -> str:
+    """Hydra's multi-line composition error as one line naming the mistyped key, group or option
+    and the closest valid names."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     first = lines[0] if lines else "composition failed"
     unknown = re.match(r"Could not override '([^']+)'", first)
     if unknown:
-        return f"unknown param {unknown.group(1)}: not in {config_dir}/ (override refused)"
+        return _unknown_key(unknown.group(1), config_dir)
+    option = re.search(r"Could not find '(.+)/([^/']+)'", first)
+    if option:
+        group, name = option.groups()
+        choices = group_options(config_dir).get(group, [])
+        if choices:
+            return f"unknown option {group}={name} in {config_dir}/: {suggest(name, choices)}"
+    missing = re.search(r"config group '([^']+)' does not exist", first)
+    if missing:
+        name, groups = missing.group(1), group_options(config_dir)
+        return f"unknown config group {name} in {config_dir}/: {suggest(name, groups)}"
     detail = [x for x in lines[1:] if not x.startswith(("Config search path", "provider="))]
     return f"config in {config_dir}: " + "; ".join([first, *detail[:6]])
+
+
+def _unknown_key(path: str, config_dir: str | Path) -> str:
+    """`unknown param a.b.c: did you mean ...? allowed under a.b: ...`, from the composed
+    defaults: the first part of `path` that is not there is the typo."""
+    head = f"unknown param {path}: not in {config_dir}/ (override refused)"
+    try:
+        node: Any = compose(config_dir)
+    except ConfigError:
+        return head
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i])
+        if not isinstance(node, dict):
+            return f"{head}; {where} is a value, not a section"
+        if part not in node:
+            names = list(node) + (list(group_options(config_dir)) if i == 0 else [])
+            hint = did_you_mean(part, names)
+            under = f" under {where}" if where else ""
+            return f"unknown param {path}: {hint}allowed{under}: {', '.join(sorted(set(names)))}"
+        node = node[part]
+    return head
+
+
+def group_options(config_dir: str | Path) -> dict[str, list[str]]:
+    """Config groups under conf/ (`model`, `deepspeed`, ...) and their options (file names)."""
+    root = Path(config_dir)
+    groups: dict[str, list[str]] = {}
+    for option in sorted(root.rglob("*.yaml")):
+        group = option.parent.relative_to(root).as_posix()
+        if group != ".":
+            groups.setdefault(group, []).append(option.stem)
+    return groups
 
 
 def dump_composed(

@@ -9,17 +9,18 @@ heartbeats fail it after the grace period, and it counts as finished (FAIL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shlex
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread  # Study.optimize uses it the same way
 from optuna.trial import TrialState
 
 from d2v.atomic import write_json
@@ -38,10 +39,38 @@ DEFAULT_STORAGE = "sqlite:///data/sweep.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+def study_fingerprint(sweep: SweepConfig, params: Params, modality: Modality) -> str:
+    """A hash of what shapes the trials (kept as the study's user attr `fingerprint`)."""
+    return fingerprint(sweep, params.model, getattr(params.pretrain, modality.value), params.seed)
+
+
 def study_name(sweep: SweepConfig, params: Params, modality: Modality) -> str:
-    """Name plus a fingerprint of what shapes the trials: a changed config starts a new study."""
-    shaping = (sweep, params.model, getattr(params.pretrain, modality.value), params.seed)
-    return f"{sweep.study_name}-{fingerprint(*shaping)[:8]}"
+    """Readable name (the sweep's, the method, the model size) with the fingerprint's head as a
+    suffix, so a changed config starts a new study: e.g. `vision-v2-micro-1a2b3c4d`."""
+    method = getattr(params.pretrain, modality.value).method.value
+    short = study_fingerprint(sweep, params, modality)[:8]
+    return f"{sweep.study_name}-{method}-{params.model.name}-{short}"
+
+
+@contextlib.contextmanager
+def next_queued_trial(study: optuna.Study) -> Iterator[optuna.Trial | None]:
+    """Claim the next queued (WAITING) trial and keep its heartbeat going for the block; None
+    when the queue is empty. The one place that uses Optuna internals, and why: `Study.ask` (and
+    `Study.optimize`, built on it) *creates* a trial when it finds the queue empty, so workers
+    racing for the last queued trials would run more than `n_trials`. `_pop_waiting_trial_id`,
+    what `ask` calls first, only claims an existing trial (an atomic WAITING -> RUNNING in the
+    storage), and the heartbeat thread is the one `optimize` runs around each trial, which lets
+    `fail_stale_trials` fail a dead worker's trial. Both date from Optuna 3; checked on 5.0, and
+    pinned below 6 in pyproject.toml."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    study._thread_local.cached_all_trials = None  # as `ask` does: see the other workers' trials
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is None:
+        yield None
+        return
+    with get_heartbeat_thread(trial_id, study._storage):
+        yield optuna.Trial(study, trial_id)
 
 
 def open_study(sweep: SweepConfig, name: str, storage: str) -> optuna.Study:
@@ -120,15 +149,21 @@ def run_worker(
         with warnings.catch_warnings():  # fail_stale_trials is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        study._thread_local.cached_all_trials = None
-        trial_id = study._pop_waiting_trial_id()  # never creates a trial: the queue is the budget
-        if trial_id is None:
-            return ran
-        trial = optuna.Trial(study, trial_id)
-        ran += 1
-        _run_one(
-            trial, study, modality, params, prepared_dir, dist_info, tracker, parent_run_id, stage
-        )
+        with next_queued_trial(study) as trial:  # never creates a trial: the queue is the budget
+            if trial is None:
+                return ran
+            ran += 1
+            _run_one(
+                trial,
+                study,
+                modality,
+                params,
+                prepared_dir,
+                dist_info,
+                tracker,
+                parent_run_id,
+                stage,
+            )
 
 
 def _run_one(
@@ -150,12 +185,9 @@ def _run_one(
         "baseline": trial.user_attrs.get("baseline", False),
     }
     status, state = "FINISHED", TrialState.COMPLETE
-    with (
-        get_heartbeat_thread(trial._trial_id, study._storage),
-        tracker.run(
-            f"{stage}/{modality.value}/trial{trial.number}", tags=tags, parent_run_id=parent_run_id
-        ) as run_id,
-    ):
+    with tracker.run(
+        f"{stage}/{modality.value}/trial{trial.number}", tags=tags, parent_run_id=parent_run_id
+    ) as run_id:
         trial.set_user_attr("mlflow_run_id", run_id)
         try:
             value = run_trial(trial, modality, params, prepared_dir, dist_info, tracker)
@@ -171,10 +203,10 @@ def _run_one(
             study.tell(trial, state=state)
             tracker.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
             log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
-        collapsed = bool(study._storage.get_trial(trial._trial_id).user_attrs.get("collapsed"))
+        collapsed = bool(trial.user_attrs.get("collapsed"))
         tracker.set_tags({"state": state.name, "collapsed": str(collapsed).lower()})
-    if tracker.active and run_id:
-        tracker.mlflow.MlflowClient().set_terminated(run_id, status)
+    if run_id:
+        tracker.set_terminated(run_id, status)
 
 
 def make_storage_dir(storage: str) -> None:
@@ -222,6 +254,7 @@ def run_sweep(
     name = study_name(sweep, params, modality)
     study = open_study(sweep, name, storage)
     enqueue(study, sweep.n_trials, baseline_values(params, sweep, modality))
+    study.set_user_attr("fingerprint", study_fingerprint(sweep, params, modality))
     tracker = Tracker(params.tracking)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:

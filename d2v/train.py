@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from d2v.callbacks import LogMetrics
 from d2v.checkpoint import load_checkpoint, save_checkpoint
 from d2v.collapse import CollapseError, CollapseMonitor, NonFiniteLossError
 from d2v.config import (
@@ -32,6 +33,7 @@ from d2v.config import (
     Precision,
     TargetConfig,
 )
+from d2v.config.deepspeed_json import check_with_deepspeed, merge_user_config
 from d2v.config.pretrain import PretrainCommon
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
@@ -43,7 +45,6 @@ from d2v.sampling import rank_slice, step_seed
 from d2v.schedule import lr_at
 from d2v.targets import make_targets, resolve_top_k
 from d2v.teacher import EMATeacher, tau_at
-from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,15 @@ class PretrainSpec:
         grid: tuple[int, int] | None = None,
         span: int = 1,
     ) -> PretrainSpec:
-        """The loop's settings from the active method's block; K resolved for `depth`."""
+        """The loop's settings from the active method's block; K resolved for `depth`; the EMA
+        schedule fitted to the run (`fit_schedules`)."""
         m = cfg.active
+        ema = fit_schedules(cfg, modality)
         return cls(
             build_encoder=build_encoder,
             data=data,
             top_k=resolve_top_k(m.targets.top_k, modality, depth, cfg.method),
-            ema=m.ema,
+            ema=ema,
             targets=m.targets,
             loss=m.loss,
             optim=m.optim,
@@ -125,6 +128,29 @@ class PretrainSpec:
         return Data2Vec(encoder, self.targets, self.loss, self.top_k)
 
 
+def fit_schedules(cfg: PretrainCommon, modality: Modality) -> EmaConfig:
+    """The active method's EMA schedule, fitted to its run and said in the log: an anneal longer
+    than the run (tau would stop short of tau_end) is shortened to the run. A collapse check
+    that would start after the run is said too."""
+    m, p = cfg.active, f"pretrain.{modality.value}"
+    ema = m.ema.within(m.optim.steps)
+    if ema != m.ema:
+        log.warning(
+            "%s.%s.ema.anneal_steps=%d is longer than the run (%s.%s.optim.steps=%d): tau would "
+            "end at %.6g, short of tau_end=%g; annealing over the run's %d steps instead",
+            *(p, cfg.method.value, m.ema.anneal_steps, p, cfg.method.value, m.optim.steps),
+            tau_at(m.optim.steps, m.ema.tau_start, m.ema.tau_end, m.ema.anneal_steps),
+            m.ema.tau_end,
+            ema.anneal_steps,
+        )
+    if cfg.collapse.check_after >= m.optim.steps:
+        log.info(
+            "%s.collapse.check_after=%d >= the run's %d steps: no collapse check",
+            *(p, cfg.collapse.check_after, m.optim.steps),
+        )
+    return ema
+
+
 @dataclass
 class PretrainResult:
     steps: int
@@ -142,8 +168,9 @@ class PretrainResult:
 
 
 def deepspeed_config(ds: DeepSpeedConfig, optim: OptimConfig, world_size: int) -> dict[str, Any]:
-    """Precision is handled with torch.autocast (params and EMA stay fp32), so no bf16 block."""
-    return {
+    """Precision is handled with torch.autocast (params and EMA stay fp32), so no bf16 block.
+    A user's `deepspeed.config_file` is merged in, agreeing with the keys built here."""
+    ours = {
         "train_batch_size": optim.batch_size,
         "train_micro_batch_size_per_gpu": rank_slice(optim.batch_size, 0, world_size).stop,
         "gradient_accumulation_steps": 1,
@@ -151,6 +178,11 @@ def deepspeed_config(ds: DeepSpeedConfig, optim: OptimConfig, world_size: int) -
         "zero_optimization": {"stage": ds.zero_stage},
         "steps_per_print": 2**31 - 1,
     }
+    if ds.config_file is None:
+        return ours
+    merged = merge_user_config(ours, ds.config_file)
+    check_with_deepspeed(merged, ds.config_file)
+    return merged
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -279,11 +311,13 @@ def pretrain(
     dist_info: DistInfo,
     seed: int,
     ckpt_dir: Path,
-    tracker: Tracker,
+    log_metrics: LogMetrics | None = None,
     on_log: OnLog | None = None,
 ) -> tuple[Student, EMATeacher, PretrainResult]:
-    """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. `on_log` runs after
-    each logged step (a sweep reports its proxy there, and may stop the run by raising)."""
+    """Pretrain from scratch or from the latest checkpoint in `ckpt_dir`. Each logged step's row
+    goes to `log_metrics` (the stage's tracker), then `on_log` runs (a sweep reports its proxy
+    there, and may stop the run by raising). A collapse raises CollapseError: the caller marks
+    its run."""
     trainer = Trainer(spec, ds, dist_info, seed)
     engine, teacher, device = trainer.engine, trainer.teacher, trainer.device
     start, state = load_checkpoint(engine, teacher, ckpt_dir)
@@ -325,7 +359,8 @@ def pretrain(
             t_std = last["target_std"]
             row = {**last, "lr": s.lr, "tau": s.tau, "samples_per_s": rate}
             history.append({"step": done, **row})
-            tracker.log_metrics(row, step=done)
+            if log_metrics is not None:
+                log_metrics(row, done)
             bar.set_postfix(
                 loss=f"{last['loss']:.4f}",
                 tstd=f"{t_std:.3f}",
@@ -334,7 +369,6 @@ def pretrain(
             )
             t_log, n_log = time.perf_counter(), 0  # the diagnostic is not training time
             if monitor.check(done, t_std):
-                tracker.set_tags({"collapsed": "true"})
                 raise CollapseError(
                     f"collapsed at step {done}: target std {t_std:.4g} under "
                     f"{spec.collapse.min_target_std} for {monitor.strikes} checks"
@@ -360,7 +394,6 @@ def pretrain(
         resumed_from=start,
         history=history,
     )
-    tracker.set_tags({"collapsed": "false"})
     return engine.module, teacher, result
 
 

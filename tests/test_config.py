@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from d2v.cli import main
 from d2v.collapse import CollapseMonitor
 from d2v.config import CollapseConfig, ConfigError, load_params
 from d2v.params_io import compose
@@ -85,7 +86,7 @@ def test_invalid_params_name_the_param_and_range(override: str, param: str, allo
 def test_unknown_key_and_wrong_type_are_refused() -> None:
     data = compose(REPO / "conf")
     data["pretrain"]["vision"]["v1"]["ema"]["tau"] = 0.9
-    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.v1\.ema\.tau"):
+    with pytest.raises(ConfigError, match=r"unknown param pretrain\.vision\.v1\.ema\.tau: did"):
         load_params(data)
     data = compose(REPO / "conf")
     data["pretrain"]["vision"]["v2"]["optim"]["steps"] = "many"
@@ -128,3 +129,205 @@ def test_collapse_monitor_needs_patience_after_warmup() -> None:
     assert not m.check(20, 0.5)  # recovered: strikes reset
     assert not m.check(30, 0.01)
     assert m.check(40, 0.01)
+
+
+def _exit_2_one_line(capfd, *argv: str) -> str:
+    """Run `d2v <argv>` in-process; it must exit 2 with one line on stderr and no traceback."""
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    err = capfd.readouterr().err
+    assert e.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "pretrain.vision.v2.ema.tau_ned=0.9",
+            "unknown param pretrain.vision.v2.ema.tau_ned: did you mean tau_end?",
+        ),
+        ("pretrain.visoin.method=v1", "unknown param pretrain.visoin.method: did you mean vision?"),
+        ("modle=mini", "unknown param modle: did you mean model?"),
+        ("model=mcro", "unknown option model=mcro in "),
+        ("model=huge", "allowed: base, large, micro, mini"),
+        ("deepspeed=zero5", "allowed: zero0, zero1, zero2, zero3"),
+    ],
+)
+def test_typo_in_an_override_exits_2_naming_the_closest(
+    tmp_path, capfd, override: str, expected: str
+) -> None:
+    out = tmp_path / "params.yaml"
+    line = _exit_2_one_line(
+        capfd, "params", "--conf", str(REPO / "conf"), "--out", str(out), override
+    )
+    assert expected in line
+    assert override.split("=")[0] in line
+    assert not out.exists()
+
+
+def test_typo_in_params_yaml_exits_2_naming_the_closest(tmp_path, monkeypatch, capfd) -> None:
+    data = compose(REPO / "conf")
+    data["pretrain"]["vision"]["v2"]["ema"]["tau_ned"] = data["pretrain"]["vision"]["v2"][
+        "ema"
+    ].pop("tau_end")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    line = _exit_2_one_line(capfd, "prepare", "vision")
+    assert "unknown param pretrain.vision.v2.ema.tau_ned: did you mean tau_end?" in line
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["pretrain", "visoin"], "unknown modality 'visoin': did you mean vision?"),
+        (["pretian", "vision"], "unknown command 'pretian': did you mean pretrain?"),
+        (["finetune", "imagnet", "--params", str(REPO / "params.yaml")], "did you mean imagenet?"),
+    ],
+)
+def test_typo_on_the_command_line_exits_2_naming_the_closest(capfd, argv, expected) -> None:
+    assert expected in _exit_2_one_line(capfd, *argv)
+
+
+def test_help_lists_modalities_tasks_and_config_groups(monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "modalities: vision, speech, text" in out
+    assert "imagenet (vision)" in out and "librispeech (speech)" in out and "cola (text)" in out
+    assert "model: base, large, micro, mini" in out and "deepspeed: zero0, zero1" in out
+
+
+# --- schedules that cannot finish within the run ----------------------------------------------
+
+
+def test_default_schedules_finish_within_their_runs() -> None:
+    """Every EMA anneal of the composed defaults ends within its run (nothing is adapted)."""
+    params = load_params(compose(REPO / "conf"))
+    for m in ("vision", "speech", "text"):
+        for method in ("v1", "v2"):
+            block = getattr(getattr(params.pretrain, m), method)
+            assert block.ema.anneal_steps <= block.optim.steps, f"pretrain.{m}.{method}"
+            assert block.ema.within(block.optim.steps) == block.ema
+
+
+def test_ema_anneal_longer_than_the_run_is_fitted_to_it_and_said(caplog) -> None:
+    from d2v.config import Modality
+    from d2v.teacher import tau_at
+    from d2v.train import PretrainSpec
+
+    params = tiny_params("pretrain.vision.v2.ema.anneal_steps=1000")  # TINY: 30 steps
+    cfg = params.pretrain.vision
+    with caplog.at_level("INFO", logger="d2v.train"):
+        spec = PretrainSpec.from_config(cfg, Modality.vision, 4, lambda: None, None)
+    assert spec.ema.anneal_steps == 30 and cfg.v2.ema.anneal_steps == 1000
+    assert tau_at(30, spec.ema.tau_start, spec.ema.tau_end, spec.ema.anneal_steps) == 0.9999
+    assert "pretrain.vision.v2.ema.anneal_steps=1000 is longer than the run" in caplog.text
+    assert "pretrain.vision.v2.optim.steps=30" in caplog.text
+    assert "collapse.check_after=1000 >= the run's 30 steps: no collapse check" in caplog.text
+    caplog.clear()
+    spec = PretrainSpec.from_config(
+        tiny_params("pretrain.vision.v2.ema.anneal_steps=20").pretrain.vision,
+        Modality.vision,
+        4,
+        lambda: None,
+        None,
+    )
+    assert spec.ema.anneal_steps == 20 and "longer than the run" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("override", "param", "allowed"),
+    [
+        (
+            "pretrain.vision.v2.optim.warmup_steps=30",
+            "pretrain.vision.v2.optim.warmup_steps",
+            "[0, steps=30)",
+        ),
+        ("finetune.sst2.optim.warmup_steps=300", "finetune.sst2.optim.warmup_steps", "[0, steps"),
+        (
+            "finetune.librispeech.freeze_steps=1000",
+            "finetune.librispeech.freeze_steps",
+            "[0, optim.steps=1000)",
+        ),
+    ],
+)
+def test_schedule_as_long_as_the_run_is_refused(override: str, param: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        tiny_params(override)
+    assert param in str(e.value) and allowed in str(e.value)
+
+
+# --- one source of defaults --------------------------------------------------------------------
+
+KEYED = ("finetune", "sweep", "ablate")  # maps whose entries are the user's own (tasks, studies)
+
+
+def _diffs(code, conf, path=""):
+    if isinstance(code, dict) and isinstance(conf, dict):
+        for k in sorted(set(code) | set(conf)):
+            yield from _diffs(code.get(k), conf.get(k), f"{path}.{k}" if path else k)
+    elif code != conf:
+        yield f"{path}: code {code!r}, conf {conf!r}"
+
+
+def test_code_defaults_are_the_composed_conf() -> None:
+    """`Params()` built from the dataclass defaults is the composed conf/ (keyed maps aside), so
+    code built from defaults runs the experiment params.yaml describes."""
+    from d2v.config import Params, to_dict
+
+    code, conf = to_dict(Params()), to_dict(load_params(compose(REPO / "conf")))
+    for key in KEYED:
+        assert code.pop(key) == {}
+        conf.pop(key)
+    assert list(_diffs(code, conf)) == []
+
+
+def _defaults_every_entry_gives(cls, entries: list[dict], path: str) -> list[str]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        given = [e[f.name] for e in entries if f.name in e]
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _defaults_every_entry_gives(hints[f.name], given, f"{path}.{f.name}")
+        has_default = f.default is not dataclasses.MISSING or (
+            f.default_factory is not dataclasses.MISSING
+        )
+        if has_default and len(given) == len(entries):
+            out.append(f"{path}.{f.name}")
+    return out
+
+
+def test_keyed_entries_have_defaults_only_where_an_entry_may_omit_them() -> None:
+    """In `finetune.<task>`, `sweep.<m>` (and its space) and `ablate.<m>`, the yaml is the source:
+    a field that every entry gives has no code default (the loader requires it), and a field
+    with a default is one that some entry leaves out (an optional "off")."""
+    from d2v.config import AblateConfig, SweepConfig, SweepDim, TaskConfig
+
+    data = compose(REPO / "conf")
+    dims = [d for s in data["sweep"].values() for d in s["space"].values()]
+    found = (
+        _defaults_every_entry_gives(TaskConfig, list(data["finetune"].values()), "finetune.*")
+        + _defaults_every_entry_gives(SweepConfig, list(data["sweep"].values()), "sweep.*")
+        + _defaults_every_entry_gives(SweepDim, dims, "sweep.*.space.*")
+        + _defaults_every_entry_gives(AblateConfig, list(data["ablate"].values()), "ablate.*")
+    )
+    assert found == []
+
+
+def test_keyed_entry_without_a_required_field_is_refused() -> None:
+    data = compose(REPO / "conf")
+    del data["finetune"]["sst2"]["eval_batch_size"]
+    with pytest.raises(ConfigError, match=r"missing param finetune\.sst2\.eval_batch_size"):
+        load_params(data)
+    data = compose(REPO / "conf")
+    assert "freeze_steps" not in data["finetune"]["sst2"]
+    assert load_params(data).finetune["sst2"].freeze_steps == 0  # optional: off when left out

@@ -36,6 +36,11 @@ def test_verdicts() -> None:
     assert row.gain == 10.0 and row.verdict == "gain"
     assert Row("t", "t", "mcc", 0.5, 0.1, 0.2, 0.1, 0.0).verdict == "not learning: at chance"
     assert Row("t", "t", "mcc", float("nan"), 0.1, 0.2, 0.1, 0.0).verdict == "missing"
+    # one seed: stds of 0 would make any difference a "gain"
+    assert (
+        Row("v", "t", "top1", 76.0, 0.0, 72.0, 0.0, 10.0, seeds=1).verdict == "one seed: no spread"
+    )
+    assert Row("v", "t", "top1", 76.0, 0.0, 72.0, 0.0, 10.0, seeds=2).verdict == "gain"
 
 
 def test_rows_from_metric_files_fit_a_terminal(tmp_path: Path) -> None:

@@ -101,6 +101,17 @@ BENCH_TINY = [
 ]
 
 
+# the pipeline's tiny settings, the vision fine-tuning smaller still, for the HF import test
+TINY_FOR_IMPORT = [
+    *TINY,
+    "finetune.imagenet.optim.steps=4",
+    "finetune.imagenet.optim.warmup_steps=1",
+    "finetune.imagenet.label_fraction=0.05",
+    "finetune.imagenet.probe.epochs=5",
+    "downstream_workers=1",
+]
+
+
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     bin_dir = str(Path(sys.executable).parent)
     env = subprocess_env(PATH=f"{bin_dir}:{subprocess_env()['PATH']}", OMP_NUM_THREADS="2")
@@ -269,6 +280,25 @@ def test_editing_report_code_reruns_only_the_report(reproduced: Path) -> None:
     assert changed_stages(reproduced) == set()
 
 
+def test_models_are_logged_and_the_best_encoders_registered(reproduced: Path) -> None:
+    """After the pipeline: every fine-tuned (init, seed) run holds its model, and each modality's
+    pretrained encoder is registered with alias `best` from the run that evaluate scored."""
+    repo_copy = reproduced
+    client = mlflow.MlflowClient(f"sqlite:///{repo_copy}/mlruns.db")
+    experiment = client.get_experiment_by_name("d2v")
+    models = client.search_logged_models([experiment.experiment_id])
+    finetuned = {m.source_run_id for m in models if m.name == "model"}
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.stage = 'finetune' and tags.init = 'scratch'"
+    )
+    assert {r.info.run_id for r in runs} <= finetuned and len(runs) >= 2
+    for modality in ("vision", "speech", "text"):
+        best = client.get_model_version_by_alias(f"d2v-{modality}-encoder", "best")
+        summary = json.loads((repo_copy / f"models/{modality}/pretrained/summary.json").read_text())
+        assert best.tags["pretrain_run_id"] == summary["mlflow_run_id"]
+        assert best.run_id == summary["mlflow_run_id"]
+
+
 def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
@@ -290,3 +320,46 @@ def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: P
     assert r.returncode == 2
     assert "dataset-fashion-mnist" in r.stderr and "data.vision.source" in r.stderr
     assert not (work / "data/raw/vision").exists()
+
+
+def test_finetune_from_an_imported_hf_checkpoint_runs_through_dvc(
+    repo_copy: Path, tmp_path: Path, fashion_source: Path
+) -> None:
+    """A user with an HF Data2VecVision checkpoint: params for the paper's encoder, `d2v import`
+    into the pretrained model's place, then finetune@ / evaluate@ through DVC (-s: the stage
+    alone; `dvc commit pretrain@vision` records the import for plain `dvc repro`)."""
+    import torch
+    from transformers import Data2VecVisionModel
+
+    from d2v.config import Arch, ModelConfig
+    from d2v.interop import hf_vision
+
+    saved = (repo_copy / "params.yaml").read_text()
+    try:
+        sh(["dvc", "repro", "prepare@vision"], repo_copy)  # done already after the chains
+        overrides = [
+            "data.vision.limit_per_split=2000",  # as repo_copy's
+            f"data.vision.fashion_mnist_dir={fashion_source}",
+            "model.arch=paper",
+            "pretrain.vision.pos=learned",
+            "seeds=[0]",
+        ]
+        sh([sys.executable, "-m", "d2v.cli", "params", *TINY_FOR_IMPORT, *overrides], repo_copy)
+        micro = ModelConfig(dim=64, depth=4, heads=4, arch=Arch.paper)
+        cfg = hf_vision.hf_config(micro, hf_vision.VisionShape(28, 4, 1, "learned"))
+        cfg.use_mask_token = False  # as the released checkpoints
+        torch.manual_seed(0)
+        Data2VecVisionModel(cfg).save_pretrained(tmp_path / "hf")
+        cli = [sys.executable, "-m", "d2v.cli"]
+        sh(
+            [*cli, "import", "vision", f"hf:{tmp_path / 'hf'}", "--to", "models/vision/pretrained"],
+            repo_copy,
+        )
+        sh(["dvc", "repro", "-s", "finetune@imagenet"], repo_copy)
+        sh(["dvc", "repro", "-s", "evaluate@imagenet"], repo_copy)
+        result = json.loads((repo_copy / "metrics/eval/imagenet.json").read_text())
+        assert result["pretrained_from"] == f"hf:{tmp_path / 'hf'}"
+        for init in ("pretrained", "scratch"):
+            assert 0 <= result[init]["top1"] <= 100 and "probe_top1" in result[init]
+    finally:
+        (repo_copy / "params.yaml").write_text(saved)

@@ -391,7 +391,7 @@ def test_swap_killed_between_its_renames_keeps_the_last_complete_output(tmp_path
 def test_sweep_with_a_trial_still_running_is_not_summarized(tmp_path) -> None:
     import optuna
 
-    from d2v.config import SweepConfig
+    from d2v.config import load_params
     from d2v.data.errors import DataError
     from d2v.sweep import refuse_unfinished
 
@@ -399,7 +399,7 @@ def test_sweep_with_a_trial_still_running_is_not_summarized(tmp_path) -> None:
     study.tell(study.ask(), 1.0)
     study.ask()  # trial 1: a worker holds it
     with pytest.raises(DataError, match=r"study s: trials \[1\] not finished"):
-        refuse_unfinished(study, SweepConfig())
+        refuse_unfinished(study, load_params(PARAMS).sweep["vision"])
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog) -> None:

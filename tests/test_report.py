@@ -119,6 +119,7 @@ def test_sweep_best_trial_counts_importances(report: Path) -> None:
     ]  # run ids are random hex: only the score column
     assert scores == ["58.25", "55.5", "50"]  # the collapsed 99.0 is not a best trial
     assert sweep.index("| top_k | 0.750 |") < sweep.index("| mask_ratio | 0.250 |")
+    assert "Parameter importances (from 4 complete trials: under 10" in sweep  # a caveat
     assert "figures/sweep_0_vision.png" in sweep
 
 

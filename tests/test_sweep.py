@@ -4,9 +4,11 @@ proxy that ranks a pretrained encoder above a random one."""
 
 from __future__ import annotations
 
+import ast
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,9 +27,8 @@ from d2v.config import Modality, to_dict
 from d2v.distributed import free_port, init_distributed
 from d2v.modalities import downstream_task, pretrain_spec
 from d2v.objective import probe_value
-from d2v.tracking import Tracker
 from d2v.train import pretrain
-from tests.conftest import V1, subprocess_env, tiny_params
+from tests.conftest import REPO, V1, subprocess_env, tiny_params
 
 BUDGET = (
     'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10",'
@@ -238,6 +239,15 @@ def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: P
     assert all("pretrain.vision.v1.targets.top_k" in t["error"] for t in failed)
     assert result["baseline"]["state"] == "COMPLETE" and result["best"]["number"] == 0
     assert_mlflow_matches_study(cwd, result)
+    # a readable name with the fingerprint as its suffix, and a named objective
+    study = optuna.load_study(
+        study_name=result["study_name"], storage=f"sqlite:///{cwd}/data/sweep.db"
+    )
+    assert re.fullmatch(r"vision-v1-micro-[0-9a-f]{8}", result["study_name"])
+    assert result["study_name"].endswith(study.user_attrs["fingerprint"][:8])
+    assert study.metric_names == ["imagenet probe top1"]
+    runs = mlflow.search_runs(experiment_names=["d2v"], filter_string="tags.state = 'FAIL'")
+    assert list(runs["status"]) == ["FAILED", "FAILED"]  # ended as the trial did
 
 
 def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Path) -> None:
@@ -255,7 +265,6 @@ def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Pa
         info,
         0,
         prepared_vision.parent / "ckpt-proxy",
-        Tracker(params.tracking, active=False),
     )
     task = downstream_task(params, "imagenet", prepared_vision)
     torch.manual_seed(0)
@@ -263,3 +272,29 @@ def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Pa
     pretrained = probe_value(model.encoder, task, params, 0.5, 0, info.device)
     scratch = probe_value(random_encoder, task, params, 0.5, 0, info.device)
     assert pretrained > scratch + 2.0, (pretrained, scratch)
+
+
+def test_optuna_internals_only_in_next_queued_trial() -> None:
+    """Private Optuna names (`_storage`, `_pop_waiting_trial_id`, `optuna.storages._heartbeat`)
+    appear in one function of the package, which says why."""
+    users = set()
+    for path in (REPO / "d2v").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for node in ast.walk(fn):
+                private = (
+                    isinstance(node, ast.Attribute)
+                    and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in ("study", "trial", "optuna")
+                ) or (
+                    isinstance(node, ast.ImportFrom)
+                    and (node.module or "").startswith("optuna")
+                    and "._" in f".{node.module}"
+                )
+                if private:
+                    users.add(f"{path.relative_to(REPO)}:{fn.name}")
+    assert users == {"d2v/sweep.py:next_queued_trial"}

@@ -16,7 +16,6 @@ from d2v.masking import MaskInfo
 from d2v.modalities import downstream_task, pretrain_spec
 from d2v.modalities.tokens import TextFrontend
 from d2v.runs.evaluate import held_out_scores
-from d2v.tracking import Tracker
 from d2v.train import pretrain
 from tests.conftest import tiny_params
 
@@ -61,10 +60,7 @@ def test_pretraining_masks_spare_special_tokens(prepared_text: Path) -> None:
 def test_data2vec_text_loss_falls_on_the_real_corpus(prepared_text: Path, tmp_path: Path) -> None:
     params = tiny_params(*TEXT_TINY, "pretrain.text.v1.optim.lr=0.002")
     spec = pretrain_spec(params, Modality.text, prepared_text)
-    tracker = Tracker(params.tracking, active=False)
-    _, _, result = pretrain(
-        spec, params.deepspeed, init_distributed(), 0, tmp_path / "ckpt", tracker
-    )
+    _, _, result = pretrain(spec, params.deepspeed, init_distributed(), 0, tmp_path / "ckpt")
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2]), losses
@@ -87,7 +83,9 @@ def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> No
         torch.manual_seed(0)
         model = build_model(task, task.build_encoder(), cfg)
         subset = np.arange(min(256, len(task.train_labels)))
-        optim = cfg.optim.__class__(steps=8, batch_size=32, lr=1e-3, warmup_steps=1)
+        optim = cfg.optim.__class__(
+            steps=8, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=1
+        )
         finetune(model, lambda t=task, s=subset: t.train_pass(s, 32, 0), optim, device)
         scores = held_out_scores(task, model, 256, device)
         assert set(scores) == keys, name

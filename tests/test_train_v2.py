@@ -13,7 +13,6 @@ from d2v.config import Method, Modality
 from d2v.distributed import init_distributed
 from d2v.modalities import pretrain_spec
 from d2v.model_v2 import Data2Vec2
-from d2v.tracking import Tracker
 from d2v.train import pretrain
 from tests.conftest import tiny_params
 
@@ -57,7 +56,6 @@ def test_v2_loss_falls_on_the_embedded_data(
         init_distributed(),
         0,
         tmp_path / "ckpt",
-        Tracker(params.tracking, active=False),
     )
     assert isinstance(model, Data2Vec2)
     losses = [h["loss"] for h in result.history]

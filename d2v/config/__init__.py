@@ -2,6 +2,13 @@
 before any compute. Errors name the param (dotted path) and its allowed range.
 
 A small torch-free package, one module per noun; everything is importable from `d2v.config`.
+
+One source of defaults: `Params()` built from the dataclass defaults equals the composed conf/
+(params.yaml) outside the keyed maps (tests/test_config.py checks it). In the keyed maps
+(`finetune.<task>`, `sweep.<modality>` and its `space`, `ablate.<modality>`) the yaml is the
+source: a field every entry gives has no default and the loader requires it; a defaulted field is
+optional per entry. The building blocks (`EmaConfig`, `OptimConfig`, the mask configs, ...) default
+to generic or paper values; each modality's pretraining config sets its own.
 """
 
 from d2v.config.ablate import AblateConfig, Design
@@ -34,12 +41,13 @@ from d2v.config.pretrain import (
     TextPretrainConfig,
     VisionPretrainConfig,
 )
-from d2v.config.runtime import DeepSpeedConfig, ModelConfig, TrackingConfig
+from d2v.config.runtime import Arch, DeepSpeedConfig, ModelConfig, TrackingConfig
 from d2v.config.sweep import SweepConfig, SweepDim
 
 __all__ = [
     "INITS",
     "AblateConfig",
+    "Arch",
     "BenchConfig",
     "BlockMaskConfig",
     "CollapseConfig",

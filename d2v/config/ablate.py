@@ -4,7 +4,7 @@ normalization, seeds), the design that turns them into cells, and each cell's bu
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from d2v.config.base import Norm, Sublayer, check
 
@@ -16,26 +16,27 @@ class Design(str, enum.Enum):
     factorial = "factorial"  # every combination of the axes' values
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AblateConfig:
-    """One modality's ablation grid. The axes vary the targets block of the modality's method
-    in use (`pretrain.<modality>.method`); an empty axis keeps that block's own value."""
+    """One modality's ablation grid (`ablate.<modality>`; conf/ablate/<modality>.yaml gives every
+    field: no defaults). The axes vary the targets block of the modality's method in use
+    (`pretrain.<modality>.method`); an empty axis keeps that block's own value."""
 
-    design: Design = Design.one_at_a_time
-    top_k: list[int] = field(default_factory=list)  # K values, each in [1, model depth]
-    sublayer: list[Sublayer] = field(default_factory=list)  # where targets are read (Table 5)
-    norm: list[Norm] = field(default_factory=list)  # per-layer target norm; `none` = off
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # pretraining seeds, a grid axis
-    task: str = "imagenet"  # whose linear probe scores a cell (the sweep's objective)
-    metric: str | None = None  # the probe's metric (None: the task's official one)
-    direction: str = "maximize"  # which way is better: the report's trends read it
-    probe_label_fraction: float = 0.05
-    probe_seed: int = 0  # the probe's label subset and head init: the same for every cell
-    storage: str | None = None  # None: sqlite:///data/ablate.db; any SQLAlchemy URL
-    study_name: str = "ablate"
-    heartbeat_s: int = 20
-    grace_s: int = 120  # a RUNNING cell silent this long is failed (its worker died)
-    overrides: list[str] = field(default_factory=list)  # Hydra overrides: each cell's budget
+    design: Design
+    top_k: list[int]  # K values, each in [1, model depth]
+    sublayer: list[Sublayer]  # where targets are read (Table 5)
+    norm: list[Norm]  # per-layer target norm; `none` = off
+    seeds: list[int]  # pretraining seeds, a grid axis
+    task: str  # whose linear probe scores a cell (the sweep's objective)
+    metric: str | None  # the probe's metric (None: the task's official one)
+    direction: str  # which way is better: the report's trends read it
+    probe_label_fraction: float
+    probe_seed: int  # the probe's label subset and head init: the same for every cell
+    storage: str | None  # None: sqlite:///data/ablate.db; any SQLAlchemy URL
+    study_name: str
+    heartbeat_s: int
+    grace_s: int  # a RUNNING cell silent this long is failed (its worker died)
+    overrides: list[str]  # Hydra overrides: each cell's budget
 
     def axes(self) -> dict[str, list]:
         """The varied axes (non-empty), in the report's order."""

@@ -3,7 +3,9 @@ a bad param and its allowed range."""
 
 from __future__ import annotations
 
+import difflib
 import enum
+from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
 
@@ -44,6 +46,19 @@ def check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
 
 
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """`did you mean X? ` for a mistyped name (difflib's closest names, at most 3), or ''."""
+    close = difflib.get_close_matches(str(word), sorted({str(n) for n in names}), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(close)}? " if close else ""
+
+
+def suggest(word: str, names: Iterable[str]) -> str:
+    """`did you mean X? allowed: a, b, c` (or `allowed: a, b, c` when nothing is close): one line
+    that names the valid choices after a mistyped one."""
+    names = sorted({str(n) for n in names})
+    return f"{did_you_mean(word, names)}allowed: {', '.join(names)}"
+
+
 def check_limit(value: int | None, name: str) -> None:
     """A smoke-test cap on items read: unset (None) or at least one."""
     check(value is None or value >= 1, name, value, "null (no limit) or >= 1")
@@ -54,11 +69,12 @@ def check_budget(cfg: Any, p: str) -> None:
     check(cfg.steps >= 1, f"{p}.steps", cfg.steps, ">= 1")
     check(cfg.batch_size >= 1, f"{p}.batch_size", cfg.batch_size, ">= 1")
     check(cfg.lr > 0, f"{p}.lr", cfg.lr, "> 0")
+    # a warmup as long as the run would end at the peak rate, never decaying: refused
     check(
-        0 <= cfg.warmup_steps <= cfg.steps,
+        0 <= cfg.warmup_steps < cfg.steps,
         f"{p}.warmup_steps",
         cfg.warmup_steps,
-        f"[0, steps={cfg.steps}]",
+        f"[0, steps={cfg.steps}) (a warmup must end before the run does)",
     )
     check(cfg.weight_decay >= 0, f"{p}.weight_decay", cfg.weight_decay, ">= 0")
 

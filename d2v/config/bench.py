@@ -9,12 +9,17 @@ from d2v.config.method import Method
 from d2v.config.runtime import ModelConfig
 
 
+def _mini() -> ModelConfig:
+    """conf/model/mini.yaml: ViT-Tiny width, half its depth."""
+    return ModelConfig(name="mini", dim=192, depth=6, heads=3, mlp_ratio=4.0, dropout=0.0)
+
+
 @dataclass
 class BenchConfig:
     methods: list[Method] = field(default_factory=lambda: [Method.v1, Method.v2])
     # throughput, FLOPs, MFU, EMA share and the HF race run at this size (null: `model`);
     # time-to-accuracy runs the pipeline's own `model` and pretraining budgets
-    model: ModelConfig | None = None
+    model: ModelConfig | None = field(default_factory=_mini)  # conf: model@bench.model
     warmup_steps: int = 3
     timed_steps: int = 10
     matmul_size: int = 2048  # the peak: a square matmul of this size

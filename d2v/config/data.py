@@ -60,7 +60,7 @@ class SpeechDataConfig:
     download_dir: str = "data/downloads/librispeech"  # archives (resumable; outside DVC outs)
     train_subsets: list[str] = field(default_factory=lambda: ["train-clean-100"])
     eval_subsets: list[str] = field(
-        default_factory=lambda: ["dev-clean", "dev-other", "test-clean", "test-other"]
+        default_factory=lambda: ["test-other", "test-clean", "dev-other", "dev-clean"]
     )
     librispeech_md5: dict[str, str | None] = field(default_factory=dict)  # overrides; None skips
     # prepare
@@ -148,7 +148,7 @@ class TextDataConfig:
     limit_docs: int | None = None  # smoke tests: first N corpus documents
     # task-adaptive pretraining: the tasks' training sentences (never dev / test) join the
     # pretraining corpus this many times (0: the corpus alone)
-    task_adaptive: int = 0
+    task_adaptive: int = 3
 
     def validate(self, p: str) -> None:
         check(self.source in ("embedded", "glue"), f"{p}.source", self.source, "embedded or glue")

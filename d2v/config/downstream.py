@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from d2v.config.base import Modality, check, check_budget
 
@@ -10,26 +10,26 @@ from d2v.config.base import Modality, check, check_budget
 INITS = ("pretrained", "scratch")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FinetuneOptim:
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 30
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
 
     def validate(self, p: str) -> None:
         check_budget(self, p)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProbeConfig:
     """Linear probe on frozen mean-pooled features: cheap, used by sweeps."""
 
-    label_fraction: float = 1.0
-    epochs: int = 100  # full-batch passes of the logistic regression
-    lr: float = 0.1
-    weight_decay: float = 1e-4
+    label_fraction: float
+    epochs: int  # full-batch passes of the logistic regression
+    lr: float
+    weight_decay: float
 
     def validate(self, p: str) -> None:
         check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
@@ -37,17 +37,21 @@ class ProbeConfig:
         check(self.lr > 0, f"{p}.lr", self.lr, "> 0")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TaskConfig:
-    modality: Modality = Modality.vision
-    label_fraction: float = 0.01  # low-label fine-tuning, where self-supervision should show
-    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    eval_batch_size: int = 512
+    """One `finetune.<task>` entry. The yaml is the source of every value: the fields without a
+    default must be given (the loader refuses an entry without them); the defaulted ones are
+    optional per entry, their default meaning "off"."""
+
+    modality: Modality
+    label_fraction: float  # low-label fine-tuning, where self-supervision should show
+    optim: FinetuneOptim
+    probe: ProbeConfig
+    eval_batch_size: int
     freeze_steps: int = 0  # encoder frozen for these first updates (wav2vec 2.0 fine-tuning)
     # per-layer lr decay from the head down, for the pretrained encoder (BEiT / data2vec: 0.65);
     # a scratch encoder has no pretrained layers to keep and trains every layer at the full rate
-    layer_decay: float = 1.0
+    layer_decay: float
     mask_prob: float = 0.0  # speech: span-mask start probability while fine-tuning (w2v 2.0)
     # speech: a Libri-light-style labeled subset of this much audio (600 = 10 min, 3600 = 1 h,
     # 36000 = 10 h), balanced over speakers; null: label_fraction of the utterances
@@ -55,11 +59,11 @@ class TaskConfig:
 
     def validate(self, p: str) -> None:
         check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
-        check(
-            0 <= self.freeze_steps <= self.optim.steps,
+        check(  # frozen for the whole run, the encoder would never be fine-tuned
+            0 <= self.freeze_steps < self.optim.steps,
             f"{p}.freeze_steps",
             self.freeze_steps,
-            f"[0, optim.steps={self.optim.steps}]",
+            f"[0, optim.steps={self.optim.steps}) (the encoder must train for some updates)",
         )
         check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
         check(0 < self.layer_decay <= 1, f"{p}.layer_decay", self.layer_decay, "(0, 1]")

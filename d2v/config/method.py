@@ -5,7 +5,7 @@ copies per sample and a light convolutional decoder)."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from d2v.config.base import Norm, Sublayer, check, check_budget
 from d2v.config.runtime import ModelConfig
@@ -26,6 +26,13 @@ class EmaConfig:
         check(0 < self.tau_start <= 1, f"{p}.tau_start", self.tau_start, "(0, 1]")
         check(0 < self.tau_end <= 1, f"{p}.tau_end", self.tau_end, "(0, 1]")
         check(self.anneal_steps >= 0, f"{p}.anneal_steps", self.anneal_steps, ">= 0")
+
+    def within(self, steps: int) -> EmaConfig:
+        """The schedule fitted to a run of `steps` updates: an anneal longer than the run, whose
+        tau would stop short of tau_end, is shortened to the run (adapted rather than refused:
+        a budget override such as `optim.steps=200` should not need a second one; the caller
+        logs it)."""
+        return replace(self, anneal_steps=min(self.anneal_steps, steps))
 
 
 @dataclass
@@ -54,7 +61,7 @@ class CollapseConfig:
     """Stop a run whose targets stop varying: collapse shows first as falling target std."""
 
     min_target_std: float = 0.01
-    check_after: int = 50  # steps before the check starts (targets start near-constant)
+    check_after: int = 100  # steps before the check starts (targets start near-constant)
     patience: int = 3  # consecutive logged checks under the threshold
 
     def validate(self, p: str) -> None:

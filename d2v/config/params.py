@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from d2v.config.ablate import AblateConfig
-from d2v.config.base import ConfigError, Modality, check
+from d2v.config.base import ConfigError, Modality, check, did_you_mean
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig
 from d2v.config.downstream import TaskConfig
@@ -69,12 +69,12 @@ class Params:
             task.validate(f"finetune.{name}")
         for section, studies in (("sweep", self.sweep), ("ablate", self.ablate)):
             for name in studies:
-                check(
-                    name in Modality.__members__,
-                    section,
-                    name,
-                    "keys naming modalities: " + ", ".join(m.value for m in Modality),
-                )
+                if name not in Modality.__members__:
+                    hint = did_you_mean(name, Modality.__members__)
+                    raise ConfigError(
+                        f"unknown param {section}.{name}: {hint}allowed keys naming modalities: "
+                        + ", ".join(m.value for m in Modality)
+                    )
         for name, sweep in self.sweep.items():
             sweep.validate(f"sweep.{name}", self.finetune)
         self.bench.validate("bench")
@@ -89,7 +89,8 @@ T = TypeVar("T")
 def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) -> T:
     """Build dataclass `cls` from nested dicts, refusing unknown keys, missing keys and values of
     the wrong type. `complete`: every field must be given; otherwise (the entries of a keyed
-    collection such as `finetune.<task>`) leaf values may take their defaults, sections may not."""
+    collection such as `finetune.<task>`) a leaf with a default is optional, and sections and
+    fields without a default must be given."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid param {path or '<root>'} = {data!r}: allowed a mapping")
     hints = typing.get_type_hints(cls)
@@ -97,9 +98,14 @@ def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) ->
     where = f"{path}." if path else ""
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown param {where}{unknown[0]}: allowed keys {sorted(fields)}")
-    for name in fields:
-        if name not in data and (complete or _is_section(hints[name])):
+        under = f" under {path}" if path else ""
+        raise ConfigError(
+            f"unknown param {where}{unknown[0]}: "
+            f"{did_you_mean(unknown[0], fields)}allowed{under}: {', '.join(sorted(fields))}"
+        )
+    for name, f in fields.items():
+        required = complete or _is_section(hints[name]) or _no_default(f)
+        if name not in data and required:
             raise ConfigError(
                 f"missing param {where}{name}: params.yaml must set it "
                 "(compose it with `d2v params`; code defaults are not used)"
@@ -109,6 +115,10 @@ def from_dict(cls: type[T], data: Any, path: str = "", complete: bool = True) ->
         for k, v in data.items()
     }
     return cls(**kwargs)
+
+
+def _no_default(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _is_section(tp: Any) -> bool:
@@ -140,9 +150,10 @@ def _coerce(tp: Any, value: Any, path: str, signed: bool = False, complete: bool
         try:
             return tp(value)
         except ValueError:
-            allowed = ", ".join(m.value for m in tp)
+            names = [m.value for m in tp]
             raise ConfigError(
-                f"invalid param {path} = {value!r}: allowed one of {allowed}"
+                f"invalid param {path} = {value!r}: "
+                f"{did_you_mean(value, names)}allowed one of {', '.join(names)}"
             ) from None
     if origin is list:
         (inner,) = typing.get_args(tp)

@@ -100,7 +100,12 @@ class PretrainCommon:
 class VisionPretrainConfig(PretrainCommon):
     method: Method = Method.v2  # the bench: v2 reaches v1's probe in ~1/4 of the time
     patch_size: int = 4
-    pos: str = "sincos"  # sincos (fixed 2-D) | learned
+    # sincos (fixed 2-D) | learned; with model.arch paper (BEiT) also relative | shared_relative
+    pos: str = "sincos"
+    # model.arch paper (BEiT): a layer norm after the last block, as the released pretrained
+    # data2vec-vision checkpoints (HF use_mean_pooling false); else none, the mean-pooling
+    # head's own norm standing in (the fine-tuned checkpoints)
+    final_norm: bool = False
     v1: VisionV1Config = field(default_factory=_vision_v1)
     v2: VisionV2Config = field(default_factory=_vision_v2)
 
@@ -111,7 +116,19 @@ class VisionPretrainConfig(PretrainCommon):
             self.patch_size,
             f"a divisor of data.vision.image_size={image_size}",
         )
-        check(self.pos in ("sincos", "learned"), f"{p}.pos", self.pos, "sincos or learned")
+        relative = ("relative", "shared_relative")
+        check(
+            self.pos in ("sincos", "learned") or (self.pos in relative and model.arch == "paper"),
+            f"{p}.pos",
+            self.pos,
+            "sincos or learned (relative, shared_relative: with model.arch paper)",
+        )
+        check(
+            not self.final_norm or model.arch == "paper",
+            f"{p}.final_norm",
+            self.final_norm,
+            "false (true: with model.arch paper; the generic encoder always has one)",
+        )
         self.validate_common(p, model)
         # on the patch grid, each method's mask must hide some patches and keep some
         tokens = (image_size // self.patch_size) ** 2
@@ -152,7 +169,7 @@ class SpeechV2Config(V2Config):
 
 def _speech_v1() -> SpeechV1Config:
     return SpeechV1Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99954, 600),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
         optim=OptimConfig(steps=600, batch_size=16, lr=0.001, warmup_steps=60, weight_decay=0.01),
@@ -161,7 +178,7 @@ def _speech_v1() -> SpeechV1Config:
 
 def _speech_v2() -> SpeechV2Config:
     return SpeechV2Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99954, 600),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
         optim=OptimConfig(steps=600, batch_size=16, lr=0.001, warmup_steps=60, weight_decay=0.01),
@@ -188,6 +205,9 @@ class SpeechPretrainConfig(PretrainCommon):
     conv_strides: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
     pos_kernel: int = 128  # conv positional encoding (wav2vec 2.0: 128, 16 groups)
     pos_groups: int = 16
+    # model.arch paper (data2vec audio): this many conv position layers of pos_kernel (paper:
+    # 5 of kernel 19, each with a layer norm); the generic encoder has wav2vec 2.0's one
+    pos_layers: int = 5
     crop_seconds: float = 4.0  # pretraining batches: utterances cropped / padded to this
     v1: SpeechV1Config = field(default_factory=_speech_v1)
     v2: SpeechV2Config = field(default_factory=_speech_v2)
@@ -217,6 +237,7 @@ class SpeechPretrainConfig(PretrainCommon):
             f"{len(self.conv_kernels)} ints >= 1 (one per conv_kernels entry)",
         )
         check(self.pos_kernel >= 1, f"{p}.pos_kernel", self.pos_kernel, ">= 1")
+        check(self.pos_layers >= 1, f"{p}.pos_layers", self.pos_layers, ">= 1")
         check(
             self.pos_groups >= 1 and model.dim % self.pos_groups == 0,
             f"{p}.pos_groups",
@@ -269,7 +290,7 @@ class TextV2Config(V2Config):
 
 def _text_v1() -> TextV1Config:
     return TextV1Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99972, 800),
         targets=TargetConfig(None, Norm.layer, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=4.0),
         optim=OptimConfig(steps=800, batch_size=64, lr=0.001, warmup_steps=80, weight_decay=0.01),
@@ -278,7 +299,7 @@ def _text_v1() -> TextV1Config:
 
 def _text_v2() -> TextV2Config:
     return TextV2Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.99972, 800),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0, scale_by_dim=False),  # data2vec 2.0 text: loss_scale 1
         optim=OptimConfig(steps=800, batch_size=64, lr=0.001, warmup_steps=80, weight_decay=0.01),

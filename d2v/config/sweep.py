@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from d2v.config.base import check, signed
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SweepDim:
     """One searched param. scale: linear | log | int | one_minus_log (samples log(1 - x), the
-    way an EMA decay matters: 0.999 vs 0.9999 is a 10x longer memory) | categorical."""
+    way an EMA decay matters: 0.999 vs 0.9999 is a 10x longer memory) | categorical.
+    `param` and `scale` must be given; the rest is optional per dim (what its scale needs)."""
 
     param: str  # dotted params path, set as a Hydra override
-    scale: str = "linear"
+    scale: str
     low: float | None = signed(None)  # a searched param may be negative
     high: float | None = signed(None)  # int scale: None = the model depth
     choices: list[Any] | None = None  # categorical values (str, int or float)
@@ -35,23 +36,25 @@ class SweepDim:
             check(self.high > self.low, f"{p}.high", self.high, f"> low={self.low}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SweepConfig:
-    task: str = "imagenet"  # whose linear probe scores a trial
-    metric: str | None = None  # the probe's metric that scores it (None: the task's official one)
-    n_trials: int = 4  # finished trials (complete + pruned + failed) the study stops at
-    direction: str = "maximize"
-    storage: str | None = None  # None: an SQLite file beside the data; any SQLAlchemy URL
-    study_name: str = "d2v"
-    sampler: str = "tpe"  # tpe | random | grid (every categorical combination; ablations)
-    pruner: str = "median"
-    seed: int = 0
-    report_every: int = 100  # steps between proxy reports (pruning points)
-    heartbeat_s: int = 20  # a worker's liveness beat in the storage
-    grace_s: int = 120  # a RUNNING trial without a beat for this long is failed (its worker died)
-    probe_label_fraction: float = 0.05
-    overrides: list[str] = field(default_factory=list)  # Hydra overrides: the trial budget
-    space: dict[str, SweepDim] = field(default_factory=dict)
+    """One `sweep.<modality>` study (conf/sweep/<modality>.yaml gives every field: no defaults)."""
+
+    task: str  # whose linear probe scores a trial
+    metric: str | None  # the probe's metric that scores it (None: the task's official one)
+    n_trials: int  # finished trials (complete + pruned + failed) the study stops at
+    direction: str  # maximize | minimize
+    storage: str | None  # None: an SQLite file beside the data; any SQLAlchemy URL
+    study_name: str
+    sampler: str  # tpe | random | grid (every categorical combination; ablations)
+    pruner: str  # median | hyperband | successive_halving | none
+    seed: int
+    report_every: int  # steps between proxy reports (pruning points)
+    heartbeat_s: int  # a worker's liveness beat in the storage
+    grace_s: int  # a RUNNING trial without a beat for this long is failed (its worker died)
+    probe_label_fraction: float
+    overrides: list[str]  # Hydra overrides: the trial budget
+    space: dict[str, SweepDim]
 
     def validate(self, p: str, tasks: dict) -> None:
         check(self.task in tasks, f"{p}.task", self.task, f"one of {sorted(tasks)}")

@@ -42,12 +42,15 @@ def frame_lengths(samples: Tensor, kernels: Sequence[int], strides: Sequence[int
 
 class ConvLayer(nn.Module):
     """Conv1d -> LayerNorm over channels -> GELU (wav2vec 2.0 `layer_norm` extractor mode, as
-    data2vec uses: it trains stably without the group norm of the Base `default` mode)."""
+    data2vec uses: it trains stably without the group norm of the Base `default` mode; the
+    paper's convolutions have no bias)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool = True, eps: float = 1e-5
+    ):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, stride)
-        self.norm = nn.LayerNorm(c_out)
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride, bias=bias)
+        self.norm = nn.LayerNorm(c_out, eps=eps)
         nn.init.kaiming_normal_(self.conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -60,14 +63,16 @@ class ConvFeatureEncoder(nn.Module):
     """7 layers at paper size: kernels (10, 3, 3, 3, 3, 2, 2), strides (5, 2, 2, 2, 2, 2, 2),
     512 channels: 16 kHz -> 50 Hz (a 400-sample receptive field, 320-sample hop)."""
 
-    def __init__(self, channels: int, kernels: Sequence[int], strides: Sequence[int]):
+    def __init__(
+        self, channels: int, kernels: Sequence[int], strides: Sequence[int], bias: bool = True
+    ):
         super().__init__()
         self.kernels, self.strides = tuple(kernels), tuple(strides)
         self.out_dim = channels
         widths = [1] + [channels] * len(kernels)
         self.layers = nn.Sequential(
             *(
-                ConvLayer(widths[i], widths[i + 1], k, s)
+                ConvLayer(widths[i], widths[i + 1], k, s, bias)
                 for i, (k, s) in enumerate(zip(kernels, strides, strict=True))
             )
         )
@@ -101,25 +106,71 @@ class ConvPositions(nn.Module):
         return F.gelu(y).transpose(1, 2)
 
 
+class StackedConvPositions(nn.Module):
+    """data2vec's convolutional positions (HF's Data2VecAudioPositionalConvEmbedding): `layers`
+    grouped convs over time, each followed by a layer norm without affine and GELU, one after
+    the other; their output is added to the input (data2vec audio: 5 layers of kernel 19)."""
+
+    def __init__(self, dim: int, kernel: int, groups: int, layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(_PosConvLayer(dim, kernel, groups) for _ in range(layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, D) -> positional term (B, T, D)."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _PosConvLayer(nn.Module):
+    def __init__(self, dim: int, kernel: int, groups: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        nn.init.kaiming_normal_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.trim = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x.transpose(1, 2))
+        if self.trim:
+            y = y[..., : -self.trim]
+        return F.gelu(F.layer_norm(y.transpose(1, 2), y.shape[1:2]))
+
+
 class AudioFrontend(Frontend):
     """`features`: the waveform CNN (`ConvFeatureEncoder`) or log-mel filterbanks
     (`fbank.LogMelStack`), anything with `out_dim` and `frame_lengths(samples)` that maps
-    (B, S) waveforms to (B, T, out_dim) frames."""
+    (B, S) waveforms to (B, T, out_dim) frames. `pos_conv`: wav2vec 2.0's `ConvPositions`, or
+    data2vec's `StackedConvPositions` (the paper's encoder); default the former."""
 
-    def __init__(self, dim: int, features: nn.Module, pos_kernel: int, pos_groups: int):
+    def __init__(
+        self,
+        dim: int,
+        features: nn.Module,
+        pos_kernel: int,
+        pos_groups: int,
+        pos_conv: nn.Module | None = None,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.dim = dim
         self.features = features
-        self.feature_norm = nn.LayerNorm(features.out_dim)
+        self.feature_norm = nn.LayerNorm(features.out_dim, eps=eps)
         self.proj = nn.Linear(features.out_dim, dim)
         self.mask_emb = nn.Parameter(torch.empty(dim).uniform_())  # wav2vec 2.0's init
-        self.pos_conv = ConvPositions(dim, pos_kernel, pos_groups)
-        self.norm = nn.LayerNorm(dim)
+        self.pos_conv = (
+            pos_conv if pos_conv is not None else ConvPositions(dim, pos_kernel, pos_groups)
+        )
+        self.norm = nn.LayerNorm(dim, eps=eps)
 
     def padding_mask(self, lengths: Tensor, frames: int) -> Tensor:
         """(B,) valid samples -> (B, T) True where a frame is padding."""
         n = self.features.frame_lengths(lengths)
         return torch.arange(frames, device=lengths.device)[None, :] >= n[:, None]
+
+    def from_tensor(self, x: Tensor) -> Audio:
+        """(B, S) waveforms of full length, no padding."""
+        return Audio(x, torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device))
 
     def forward(
         self, audio: Audio, mask: MaskInfo | None = None, visible_only: bool = False

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from d2v.config import Method, Modality, ModelConfig, Params, SpeechPretrainConfig
+from d2v.architecture import layout
+from d2v.config import Arch, Method, Modality, ModelConfig, Params, SpeechPretrainConfig
 from d2v.data.audio_shards import (
     AudioSplit,
     duration_subset,
@@ -25,21 +26,36 @@ from d2v.encoder import Encoder
 from d2v.heads import labels_to_text
 from d2v.masking import MaskInfo, fixed_span_mask, span_mask
 from d2v.metrics import cer, wer
-from d2v.modalities.audio import Audio, AudioFrontend, ConvFeatureEncoder, frame_lengths
+from d2v.modalities.audio import (
+    Audio,
+    AudioFrontend,
+    ConvFeatureEncoder,
+    StackedConvPositions,
+    frame_lengths,
+)
 from d2v.modalities.fbank import LogMelStack, fbank_frames
 from d2v.sampling import length_bucketed_batches
 from d2v.train import PretrainSpec
 
 
 def build_encoder(model: ModelConfig, cfg: SpeechPretrainConfig) -> Encoder:
+    """The generic encoder, or wav2vec 2.0 / data2vec audio (HF's Data2VecAudioModel) with
+    `model.arch: paper`: bias-free convolutions, `pos_layers` stacked conv positions,
+    post-norm blocks."""
+    if model.arch == Arch.paper:
+        pos = StackedConvPositions(model.dim, cfg.pos_kernel, cfg.pos_groups, cfg.pos_layers)
+        frontend = AudioFrontend(
+            model.dim, features(cfg, bias=False), 0, 0, pos_conv=pos, eps=model.norm_eps
+        )
+        return Encoder(frontend, model, layout(model, Modality.speech))
     return Encoder(AudioFrontend(model.dim, features(cfg), cfg.pos_kernel, cfg.pos_groups), model)
 
 
-def features(cfg: SpeechPretrainConfig) -> nn.Module:
+def features(cfg: SpeechPretrainConfig, bias: bool = True) -> nn.Module:
     """The frame-level front end: the wav2vec 2.0 waveform CNN, or log-mel filterbanks."""
     if cfg.frontend == "fbank":
         return LogMelStack(cfg.n_mels, cfg.fbank_stack)
-    return ConvFeatureEncoder(cfg.conv_channels, cfg.conv_kernels, cfg.conv_strides)
+    return ConvFeatureEncoder(cfg.conv_channels, cfg.conv_kernels, cfg.conv_strides, bias)
 
 
 def speech_frames(cfg: SpeechPretrainConfig, samples: Tensor) -> Tensor:

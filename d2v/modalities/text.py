@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from d2v.architecture import layout
 from d2v.config import Method, Modality, ModelConfig, Params, TextPretrainConfig
 from d2v.data.text_shards import load_blocks, load_glue_split, load_text_meta
 from d2v.decoder import ConvDecoder
@@ -55,8 +56,21 @@ def max_positions(params: Params) -> int:
     return max(params.data.text.block_size, params.data.text.max_seq_len)
 
 
-def build_encoder(model: ModelConfig, vocab_size: int, max_len: int, pad_id: int) -> Encoder:
-    return Encoder(TextFrontend(vocab_size, max_len, model.dim, pad_id, model.dropout), model)
+def build_encoder(
+    model: ModelConfig, vocab_size: int, max_len: int, pad_id: int, type_vocab: int = 1
+) -> Encoder:
+    """The generic encoder, or RoBERTa (HF's Data2VecTextModel) with `model.arch: paper`."""
+    frontend = TextFrontend(
+        vocab_size,
+        max_len,
+        model.dim,
+        pad_id,
+        model.dropout,
+        model.arch,
+        model.norm_eps,
+        type_vocab,
+    )
+    return Encoder(frontend, model, layout(model, Modality.text))
 
 
 class TextBlocks:

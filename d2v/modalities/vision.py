@@ -3,19 +3,22 @@ masks from params and prepared image shards."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from d2v.config import Method, Modality, ModelConfig, Params, VisionPretrainConfig
+from d2v.architecture import layout
+from d2v.config import Arch, Method, Modality, ModelConfig, Params, VisionPretrainConfig
 from d2v.data.shards import ImageBatches, ImageSplit, load_image_split, load_meta
 from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
 from d2v.masking import MaskInfo, block_mask, inverse_block_mask
 from d2v.metrics import top1
+from d2v.modalities.beit import RELATIVE, BeitFrontend
 from d2v.modalities.image import ImageFrontend
 from d2v.sampling import batch_indices
 from d2v.train import PretrainSpec
@@ -24,6 +27,12 @@ from d2v.train import PretrainSpec
 def build_encoder(
     model: ModelConfig, cfg: VisionPretrainConfig, image_size: int, channels: int
 ) -> Encoder:
+    """The generic ViT, or BEiT (HF's Data2VecVisionModel) with `model.arch: paper`."""
+    if model.arch == Arch.paper:
+        frontend = BeitFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
+        rel_pos = RELATIVE.get(cfg.pos, "none")
+        beit = replace(layout(model, Modality.vision), final_norm=cfg.final_norm)
+        return Encoder(frontend, model, beit, rel_pos)
     frontend = ImageFrontend(image_size, channels, cfg.patch_size, model.dim, cfg.pos)
     return Encoder(frontend, model)
 

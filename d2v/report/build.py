@@ -35,6 +35,8 @@ from d2v.report.sources import load_runs, metric_history, stage_runs, tag
 log = logging.getLogger(__name__)
 
 EXPECTED_STAGES = ("pretrain", "finetune", "evaluate", "sweep")
+# fANOVA importances (Optuna's default) from fewer complete trials than this rank noise
+IMPORTANCE_MIN_TRIALS = 10
 
 
 def headline(doc: Document, eval_dir: Path | None, glue: Path | None) -> None:
@@ -253,8 +255,15 @@ def sweeps(doc: Document, runs: pd.DataFrame) -> None:
                 ),
             )
         if v.importances:
+            complete = v.counts["complete"]
+            caveat = (
+                f" (from {complete} complete trials: under {IMPORTANCE_MIN_TRIALS}, a ranking "
+                "this small is mostly noise; run more trials before trusting it)"
+                if complete < IMPORTANCE_MIN_TRIALS
+                else ""
+            )
             doc.add(
-                Para("Parameter importances:"),
+                Para(f"Parameter importances{caveat}:"),
                 Table(["param", "importance"], [[k, f"{x:.3f}"] for k, x in v.importances.items()]),
             )
         usable = v.usable()

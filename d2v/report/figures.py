@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # (panel title, metric keys drawn in it)
 CURVE_PANELS = (
@@ -52,29 +53,43 @@ def _numeric(s: pd.Series) -> pd.Series | None:
     return out if out.notna().all() else None
 
 
+def _param_label(col: str) -> str:
+    """`params.pretrain.vision.v2.ema.tau_start` -> `ema.tau_start`: the dotted path's last two."""
+    return ".".join(col.removeprefix("params.").split(".")[-2:])
+
+
 def sweep_scatter(trials: pd.DataFrame, params: list[str], objective: str, title: str) -> bytes:
     """Objective vs each swept param, one panel each; the mean per value is drawn as a line
-    where a param takes few values (the top-K plot in the manner of paper Figure 2)."""
+    where a param takes few values (the top-K plot in the manner of paper Figure 2). EMA taus,
+    all within [0.9, 1), are drawn as 1 - tau on a log axis, as the sweep samples them; at most
+    four slanted ticks per axis keep the labels apart."""
     n = max(len(params), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
     y = trials[objective].astype(float)
     for ax, col in zip(axes[0], params, strict=False):
+        label = _param_label(col)
         x = _numeric(trials[col])
         if x is None:  # categorical: place the categories on integer positions
             cats = sorted(trials[col].astype(str).unique())
             x = trials[col].astype(str).map({c: i for i, c in enumerate(cats)})
             ax.set_xticks(range(len(cats)), cats)
+        elif bool(((x >= 0.9) & (x < 1)).all()) and x.nunique() > 1:  # an EMA tau
+            x, label = 1 - x, f"1 - {label}"
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=bool((x == x.round()).all())))
         ax.scatter(x, y)
         if 1 < x.nunique() <= 8 and bool((x == x.round()).all()):  # discrete, like K
             means = y.groupby(x).mean().sort_index()
             ax.plot(means.index, means.values, "--", alpha=0.6, label="mean")
             ax.legend(fontsize=7)
-        ax.set_xlabel(col.removeprefix("params."), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+        ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel(objective.removeprefix("metrics."))
-    fig.tight_layout()
     if not params:
         axes[0][0].text(0.5, 0.5, "no swept params", ha="center")
     fig.suptitle(title)
+    fig.tight_layout()
     return _png(fig)
 
 

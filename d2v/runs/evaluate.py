@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -117,6 +118,8 @@ def run_evaluate(
             "label_fraction": cfg.label_fraction,
             "probe_label_fraction": cfg.probe.label_fraction,
             "pretrain_collapsed": bool(pre.get("collapsed", False)),
+            # the pretrained arm's weights: pretrain@<m>, or an HF checkpoint (`d2v import`)
+            "pretrained_from": pre.get("imported_from", "pretrain"),
             "extra_evals": sorted(task.extra_evals),
             # a predictor that ignores its input scores this: the floor of "not learning"
             "chance": chance_scores(task, cfg.eval_batch_size),
@@ -131,6 +134,7 @@ def run_evaluate(
                 result[init][f"{k}_std"] = s["std"]
         tracker.log_metrics({f"{init}_{k}": v for init in INITS for k, v in result[init].items()})
         tracker.log_metrics({f"chance_{k}": v for k, v in result["chance"].items()})
+        register_best_encoder(tracker, params, task, pre, result)
         write_json(metrics_path, result)
     return result
 
@@ -141,3 +145,32 @@ def command(args: argparse.Namespace, argv: list[str]) -> None:
     prepared, pretrained, finetuned = task_paths(params, args.task)
     out = Path("metrics/eval") / f"{args.task}.json"
     run_evaluate(params, args.task, prepared, pretrained, finetuned, out)
+
+
+def register_best_encoder(
+    tracker: Tracker, params: Params, task: DownstreamTask, pre: dict, result: dict
+) -> str | None:
+    """The pretrained encoder becomes the registered `d2v-<modality>-encoder` (alias `best`)
+    when its fine-tuned score on the task its modality's sweep optimizes beats the registered
+    best's on the same task, metric, model size and data; returns the new version."""
+    sweep = params.sweep.get(task.modality.value)
+    if sweep is None or sweep.task != task.name:
+        return None
+    metric = sweep.metric or task.metric
+    score = result["pretrained"].get(metric)
+    if score is None or not math.isfinite(score) or pre.get("collapsed"):
+        return None
+    context = {
+        "task": task.name,
+        "metric": metric,
+        "model": params.model.name,
+        "data_source": getattr(params.data, task.modality.value).source,
+    }
+    return tracker.register_if_best(
+        pre.get("mlflow_model_uri") or "",
+        f"d2v-{task.modality.value}-encoder",
+        score,
+        sweep.direction == "maximize",
+        context,
+        {"pretrain_run_id": pre.get("mlflow_run_id"), "method": pre.get("method")},
+    )

@@ -13,10 +13,12 @@ import torch
 
 from d2v.atomic import atomic_path, write_json
 from d2v.config import INITS, ConfigError, Params, TaskConfig
+from d2v.config.base import suggest
 from d2v.distributed import bf16_supported
 from d2v.downstream import DownstreamTask, build_model
-from d2v.encoder import Encoder
+from d2v.encoder import Encoder, fold_parametrizations
 from d2v.finetune import finetune, labeled_subset
+from d2v.interop.mapping import load_matching
 from d2v.modalities import downstream_task
 from d2v.params_io import fingerprint, read_params
 from d2v.pool import run_all, worker_count
@@ -31,7 +33,9 @@ def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -
     encoder = task.build_encoder()
     if init == "pretrained":
         state = torch.load(pretrained / "encoder.pt", map_location="cpu", weights_only=False)
-        encoder.load_state_dict(state["encoder"])
+        # pretrain@ wrote it with these params, or `d2v import` from an HF checkpoint: a model
+        # param that differs shows as the first tensor that does not fit, by name
+        load_matching(encoder, state["encoder"], str(pretrained / "encoder.pt"))
     return encoder
 
 
@@ -111,6 +115,16 @@ def finetune_one(
     }
 
 
+def finetuned_model(
+    params: Params, task: DownstreamTask, out_dir: Path, init: str, seed: int
+) -> torch.nn.Module:
+    """The fine-tuned encoder + head that `finetune_one` saved, rebuilt for MLflow."""
+    model = build_model(task, task.build_encoder(), params.finetune[task.name])
+    state = torch.load(out_dir / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return fold_parametrizations(model.eval())
+
+
 def run_finetune(
     params: Params,
     task_name: str,
@@ -153,6 +167,8 @@ def run_finetune(
             ):
                 for step, metrics in history:
                     tracker.log_metrics(metrics, step=step)
+                if tracker.active:
+                    tracker.log_model(finetuned_model(params, task, tmp, init, seed), "model")
             summary["runs"][f"{init}/seed{seed}"] = result
         write_json(tmp / "summary.json", summary)
     if curves_path is not None:
@@ -179,7 +195,7 @@ def task_paths(params: Params, task: str) -> tuple[Path, Path, Path]:
     """The prepared data, pretrained model and fine-tuned models of `task` (a params.finetune
     key; an unknown one is refused naming the allowed ones)."""
     if task not in params.finetune:
-        raise ConfigError(f"unknown task {task!r}: allowed {sorted(params.finetune)}")
+        raise ConfigError(f"unknown task {task!r}: {suggest(task, params.finetune)}")
     m = params.finetune[task].modality.value
     return (
         Path("data/prepared") / m,

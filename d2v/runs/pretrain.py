@@ -23,10 +23,11 @@ from d2v.atomic import atomic_path, write_json
 from d2v.collapse import CollapseError
 from d2v.config import Modality, Params, to_dict
 from d2v.distributed import free_port, init_distributed
+from d2v.encoder import EncoderFeatures, fold_parametrizations
 from d2v.modalities import pretrain_spec
 from d2v.params_io import fingerprint, read_params
 from d2v.tracking import Tracker
-from d2v.train import full_state_dict, pretrain
+from d2v.train import PretrainSpec, full_state_dict, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,13 @@ def run_pretrain(
     with tracker.run(f"pretrain/{modality.value}", tags=tags, params=config) as run_id:
         try:
             model, teacher, result = pretrain(
-                spec, params.deepspeed, info, params.seed, ckpt_dir, tracker
+                spec, params.deepspeed, info, params.seed, ckpt_dir, tracker.log_metrics
             )
         except CollapseError as e:
+            tracker.set_tags({"collapsed": "true"})
             log.error("%s: the run is marked collapsed in MLflow and no model is written", e)
             raise
+        tracker.set_tags({"collapsed": "false"})
         encoder_state = full_state_dict(model.encoder)
         summary = {
             "modality": modality.value,
@@ -111,6 +114,8 @@ def run_pretrain(
             "mlflow_run_id": run_id,
         }
         if info.is_main:
+            features, example = encoder_model(spec, encoder_state, params.seed)
+            summary["mlflow_model_uri"] = tracker.log_model(features, "encoder", example)
             with atomic_path(out_dir) as tmp:
                 tmp.mkdir()
                 torch.save(
@@ -154,6 +159,19 @@ def run_pretrain(
     if dist.get_world_size() > 1:
         dist.barrier()
     return summary if info.is_main else None
+
+
+def encoder_model(
+    spec: PretrainSpec, state: dict[str, torch.Tensor], seed: int
+) -> tuple[EncoderFeatures, torch.Tensor]:
+    """The pretrained encoder as the feature extractor logged to MLflow (rebuilt from the full
+    state, so ZeRO-3 partitions never reach it; the teacher and optimizer stay out), with two
+    pretraining samples as the example that gives its signature."""
+    encoder = spec.build_encoder()
+    encoder.load_state_dict(state)
+    batch = spec.data.batch(spec.data.indices(2, 0, seed), slice(0, 2))
+    example = batch if isinstance(batch, torch.Tensor) else batch[0]  # audio: (wave, lengths)
+    return fold_parametrizations(EncoderFeatures(encoder).eval()), example
 
 
 def needs_relaunch(params: Params) -> bool:

@@ -16,7 +16,7 @@ from d2v.params_io import read_params
 def check_study_args(configs: Mapping[str, Any], args: argparse.Namespace, stage: str) -> None:
     m = args.modality.value
     if m not in configs:
-        raise ConfigError(f"no {stage} study {stage}.{m}: allowed {sorted(configs)}")
+        raise ConfigError(f"no {stage} study {stage}.{m}: allowed {', '.join(sorted(configs))}")
     if args.workers < 1:
         raise ConfigError(f"invalid --workers {args.workers}: allowed >= 1")
 

@@ -1,0 +1,39 @@
+"""Reading and writing an HF model directory (config.json + model.safetensors, or the older
+pytorch_model.bin) without the hub: local folders only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from d2v.interop.mapping import InteropError
+
+
+def read_state(hf_dir: Path, prefix: str) -> dict[str, Tensor]:
+    """The weights in `hf_dir`, with the task model's `prefix.` (e.g. `data2vec_text.` of a
+    Data2VecTextForMaskedLM) stripped so that they read as the base model's."""
+    st, pt = hf_dir / "model.safetensors", hf_dir / "pytorch_model.bin"
+    if st.exists():
+        from safetensors.torch import load_file
+
+        state = load_file(str(st))
+    elif pt.exists():
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    else:
+        raise InteropError(f"{hf_dir}: no model.safetensors or pytorch_model.bin")
+    head = f"{prefix}."
+    return {k.removeprefix(head): v for k, v in state.items()}
+
+
+def read_config(hf_dir: Path, model_type: str):
+    """config.json of `hf_dir`, checked to be the `model_type` (e.g. data2vec-text)."""
+    from transformers import AutoConfig
+
+    if not (hf_dir / "config.json").exists():
+        raise InteropError(f"{hf_dir}: no config.json (not an HF model directory)")
+    cfg = AutoConfig.from_pretrained(str(hf_dir), local_files_only=True)
+    if cfg.model_type != model_type:
+        raise InteropError(f"{hf_dir}: model_type {cfg.model_type!r}, expected {model_type!r}")
+    return cfg
