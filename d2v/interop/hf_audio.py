@@ -15,7 +15,7 @@ from pathlib import Path
 from d2v.config import Arch, ModelConfig, SpeechPretrainConfig, from_dict
 from d2v.encoder import Encoder
 from d2v.interop.hf_files import read_config, read_state
-from d2v.interop.mapping import InteropError, convert, invert, shapes
+from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-audio"
 PREFIX = "data2vec_audio"
@@ -198,15 +198,8 @@ def to_hf(encoder: Encoder, model: ModelConfig):
 
     shape = shape_of(encoder)
     hf = Data2VecAudioModel(hf_config(model, shape))
-    state = convert(
-        encoder.state_dict(),
-        invert(pairs(model.depth, shape)),
-        shapes(hf.state_dict()),
-        "d2v",
-        "HF",
-    )
-    hf.load_state_dict(state, strict=True)
-    return hf.eval()
+    src = encoder.state_dict()
+    return load_converted(hf, src, invert(pairs(model.depth, shape)), "d2v", "HF")
 
 
 def from_hf_dir(
@@ -216,18 +209,9 @@ def from_hf_dir(
     or `into`, whose shapes must then match tensor for tensor)."""
     model, shape = d2v_config(read_config(hf_dir, MODEL_TYPE))
     encoder = into if into is not None else build(model, shape)
-    current = encoder.state_dict()
-    state = convert(
-        read_state(hf_dir, PREFIX),
-        pairs(model.depth, shape),
-        shapes(current),
-        "HF",
-        "d2v",
-        ignore=IGNORE,
-        optional=OPTIONAL,
-    )
-    encoder.load_state_dict({**current, **state}, strict=True)
-    return encoder.eval(), model, shape
+    src = read_state(hf_dir, PREFIX)
+    load_converted(encoder, src, pairs(model.depth, shape), "HF", "d2v", IGNORE, OPTIONAL)
+    return encoder, model, shape
 
 
 def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelConfig]:
@@ -243,11 +227,7 @@ def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelCo
             f"pretrain.speech.frontend = {cfg.frontend!r} (log-mel filterbanks) has no HF "
             "Data2VecAudio counterpart: export needs the waveform front end (frontend: waveform)"
         )
-    if model.arch != Arch.paper:
-        raise InteropError(
-            f"model.arch = {model.arch.value!r}: only the paper's encoder (wav2vec 2.0 / data2vec "
-            "audio) has an HF counterpart; pretrain with -S model.arch=paper"
-        )
+    require_paper_arch(model.arch.value, "wav2vec 2.0 / data2vec audio")
     encoder = build_encoder(model, cfg)
     encoder.load_state_dict(state, strict=True)
     return encoder.eval(), model

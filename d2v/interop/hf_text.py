@@ -14,7 +14,7 @@ from pathlib import Path
 from d2v.config import Arch, ModelConfig
 from d2v.encoder import Encoder
 from d2v.interop.hf_files import read_config, read_state
-from d2v.interop.mapping import InteropError, convert, invert, shapes
+from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-text"
 PREFIX = "data2vec_text"  # the base model's name inside HF's task models
@@ -146,10 +146,8 @@ def to_hf(encoder: Encoder, model: ModelConfig, bos_id: int = 0, eos_id: int = 2
     from transformers import Data2VecTextModel
 
     hf = Data2VecTextModel(hf_config(model, shape_of(encoder), bos_id, eos_id))
-    own = {k: v for k, v in hf.state_dict().items() if not k.startswith("pooler.")}
-    state = convert(encoder.state_dict(), invert(pairs(model.depth)), shapes(own), "d2v", "HF")
-    hf.load_state_dict({**hf.state_dict(), **state}, strict=True)
-    return hf.eval()
+    src = encoder.state_dict()
+    return load_converted(hf, src, invert(pairs(model.depth)), "d2v", "HF", keep=("pooler.",))
 
 
 def from_hf_dir(
@@ -159,16 +157,8 @@ def from_hf_dir(
     or `into`, whose shapes must then match tensor for tensor)."""
     model, shape = d2v_config(read_config(hf_dir, MODEL_TYPE))
     encoder = into if into is not None else build(model, shape)
-    state = convert(
-        read_state(hf_dir, PREFIX),
-        pairs(model.depth),
-        shapes(encoder.state_dict()),
-        "HF",
-        "d2v",
-        ignore=IGNORE,
-    )
-    encoder.load_state_dict(state, strict=True)
-    return encoder.eval(), model, shape
+    load_converted(encoder, read_state(hf_dir, PREFIX), pairs(model.depth), "HF", "d2v", IGNORE)
+    return encoder, model, shape
 
 
 def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelConfig]:
@@ -179,11 +169,7 @@ def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelCo
     from d2v.config import from_dict
 
     model = from_dict(ModelConfig, config["model"], "model", complete=False)
-    if model.arch != Arch.paper:
-        raise InteropError(
-            f"model.arch = {model.arch.value!r}: only the paper's encoder (RoBERTa) has an HF "
-            "counterpart; pretrain with -S model.arch=paper"
-        )
+    require_paper_arch(model.arch.value, "RoBERTa")
     meta_path = prepared / "meta.json"
     if not meta_path.exists():
         raise InteropError(f"{meta_path}: missing (the special ids of the text encoder's BPE)")

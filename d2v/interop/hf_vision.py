@@ -19,7 +19,7 @@ import torch
 from d2v.config import Arch, ModelConfig, VisionPretrainConfig, from_dict
 from d2v.encoder import Encoder
 from d2v.interop.hf_files import read_config, read_state
-from d2v.interop.mapping import InteropError, convert, invert, shapes
+from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-vision"
 PREFIX = "data2vec_vision"
@@ -209,11 +209,7 @@ def to_hf(encoder: Encoder, model: ModelConfig):
     state = encoder.state_dict()
     if shape.pos == "sincos":
         state["frontend.pos"] = encoder.frontend.pos
-    hf_state = convert(
-        state, invert(pairs(model.depth, shape)), shapes(hf.state_dict()), "d2v", "HF"
-    )
-    hf.load_state_dict(hf_state, strict=True)
-    return hf.eval()
+    return load_converted(hf, state, invert(pairs(model.depth, shape)), "d2v", "HF")
 
 
 def from_hf_dir(
@@ -223,28 +219,15 @@ def from_hf_dir(
     or `into`, whose shapes must then match tensor for tensor)."""
     model, shape = d2v_config(read_config(hf_dir, MODEL_TYPE))
     encoder = into if into is not None else build(model, shape)
-    current = encoder.state_dict()
-    state = convert(
-        read_state(hf_dir, PREFIX),
-        pairs(model.depth, shape),
-        shapes(current),
-        "HF",
-        "d2v",
-        ignore=IGNORE,
-        optional=OPTIONAL,
-    )
-    encoder.load_state_dict({**current, **state}, strict=True)
-    return encoder.eval(), model, shape
+    src = read_state(hf_dir, PREFIX)
+    load_converted(encoder, src, pairs(model.depth, shape), "HF", "d2v", IGNORE, OPTIONAL)
+    return encoder, model, shape
 
 
 def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelConfig]:
     """The encoder a vision pretraining run saved (its config and state), for export."""
     model = from_dict(ModelConfig, config["model"], "model", complete=False)
-    if model.arch != Arch.paper:
-        raise InteropError(
-            f"model.arch = {model.arch.value!r}: only the paper's encoder (BEiT) has an HF "
-            "counterpart; pretrain with -S model.arch=paper"
-        )
+    require_paper_arch(model.arch.value, "BEiT")
     cfg = from_dict(
         VisionPretrainConfig, config["pretrain"]["vision"], "pretrain.vision", complete=False
     )

@@ -78,3 +78,32 @@ def load_matching(module: torch.nn.Module, state: Mapping[str, Tensor], source: 
     that does not fit is named (e.g. an imported checkpoint against the params' model)."""
     names = [(k, k) for k in state]
     module.load_state_dict(convert(state, names, shapes(module.state_dict()), source, "d2v"))
+
+
+def load_converted(
+    module: torch.nn.Module,
+    src: Mapping[str, Tensor],
+    pairs: Iterable[tuple[str, str]],
+    src_name: str,
+    dst_name: str,
+    ignore: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
+) -> torch.nn.Module:
+    """`src` moved into `module` by `pairs` (checked as `convert` does); `module`'s tensors under
+    a `keep` prefix (e.g. HF's pooler, no part of d2v's encoder) or in `optional` without a
+    source keep their initial values. Returns `module` in eval mode."""
+    current = module.state_dict()
+    needed = {k: v.shape for k, v in current.items() if not k.startswith(keep)}
+    state = convert(src, pairs, needed, src_name, dst_name, ignore=ignore, optional=optional)
+    module.load_state_dict({**current, **state}, strict=True)
+    return module.eval()
+
+
+def require_paper_arch(arch: str, family: str) -> None:
+    """Export needs the paper's encoder: the generic one has no HF counterpart."""
+    if arch != "paper":
+        raise InteropError(
+            f"model.arch = {arch!r}: only the paper's encoder ({family}) has an HF "
+            "counterpart; pretrain with -S model.arch=paper"
+        )
