@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2v.config import Arch, ModelConfig, SpeechPretrainConfig, from_dict
+from d2v.config import ModelConfig, SpeechPretrainConfig, from_dict
 from d2v.encoder import Encoder
-from d2v.interop.hf_files import read_config, read_state
+from d2v.interop.hf_files import paper_model, read_config, read_state, require_supported
 from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-audio"
@@ -136,25 +136,17 @@ def hf_config(model: ModelConfig, shape: AudioShape):
 
 def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, AudioShape]:
     """HF Data2VecAudioConfig -> d2v's; fields d2v cannot represent are refused by name."""
-    for key, ok in (
-        ("hidden_act", cfg.hidden_act == "gelu"),
-        ("feat_extract_activation", cfg.feat_extract_activation == "gelu"),
-        ("conv_bias", not cfg.conv_bias),
-        ("conv_dim", len(set(cfg.conv_dim)) == 1),  # d2v: one width for every conv layer
-        ("add_adapter", not cfg.add_adapter),
-    ):
-        if not ok:
-            raise InteropError(f"HF config {key} = {getattr(cfg, key)!r} has no d2v equivalent")
-    model = ModelConfig(
-        name=name,
-        dim=cfg.hidden_size,
-        depth=cfg.num_hidden_layers,
-        heads=cfg.num_attention_heads,
-        mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
-        dropout=float(cfg.hidden_dropout),
-        arch=Arch.paper,
-        norm_eps=float(cfg.layer_norm_eps),
+    require_supported(
+        cfg,
+        (
+            ("hidden_act", cfg.hidden_act == "gelu"),
+            ("feat_extract_activation", cfg.feat_extract_activation == "gelu"),
+            ("conv_bias", not cfg.conv_bias),
+            ("conv_dim", len(set(cfg.conv_dim)) == 1),  # d2v: one width for every conv layer
+            ("add_adapter", not cfg.add_adapter),
+        ),
     )
+    model = paper_model(cfg, name, cfg.hidden_dropout)
     shape = AudioShape(
         conv_channels=cfg.conv_dim[0],
         conv_kernels=list(cfg.conv_kernel),

@@ -37,3 +37,27 @@ def read_config(hf_dir: Path, model_type: str):
     if cfg.model_type != model_type:
         raise InteropError(f"{hf_dir}: model_type {cfg.model_type!r}, expected {model_type!r}")
     return cfg
+
+
+def require_supported(cfg, checks) -> None:
+    """Each (field, ok) of an HF config d2v can represent only when ok: the first that is not
+    is named."""
+    for key, ok in checks:
+        if not ok:
+            raise InteropError(f"HF config {key} = {getattr(cfg, key)!r} has no d2v equivalent")
+
+
+def paper_model(cfg, name: str, dropout: float):
+    """The d2v ModelConfig (the paper's encoder) of an HF Data2Vec config's Transformer."""
+    from d2v.config import Arch, ModelConfig
+
+    return ModelConfig(
+        name=name,
+        dim=cfg.hidden_size,
+        depth=cfg.num_hidden_layers,
+        heads=cfg.num_attention_heads,
+        mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
+        dropout=float(dropout),
+        arch=Arch.paper,
+        norm_eps=float(cfg.layer_norm_eps),
+    )

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2v.config import Arch, ModelConfig
+from d2v.config import ModelConfig
 from d2v.encoder import Encoder
-from d2v.interop.hf_files import read_config, read_state
+from d2v.interop.hf_files import paper_model, read_config, read_state, require_supported
 from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-text"
@@ -93,24 +93,16 @@ def hf_config(model: ModelConfig, shape: TextShape, bos_id: int = 0, eos_id: int
 
 def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, TextShape]:
     """HF Data2VecTextConfig -> d2v's; fields d2v cannot represent are refused by name."""
-    for field, ok in (
-        ("hidden_act", cfg.hidden_act == "gelu"),
-        ("is_decoder", not cfg.is_decoder),
-        ("add_cross_attention", not cfg.add_cross_attention),
-        ("pad_token_id", cfg.pad_token_id is not None),
-    ):
-        if not ok:
-            raise InteropError(f"HF config {field} = {getattr(cfg, field)!r} has no d2v equivalent")
-    model = ModelConfig(
-        name=name,
-        dim=cfg.hidden_size,
-        depth=cfg.num_hidden_layers,
-        heads=cfg.num_attention_heads,
-        mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
-        dropout=float(cfg.hidden_dropout_prob),
-        arch=Arch.paper,
-        norm_eps=float(cfg.layer_norm_eps),
+    require_supported(
+        cfg,
+        (
+            ("hidden_act", cfg.hidden_act == "gelu"),
+            ("is_decoder", not cfg.is_decoder),
+            ("add_cross_attention", not cfg.add_cross_attention),
+            ("pad_token_id", cfg.pad_token_id is not None),
+        ),
     )
+    model = paper_model(cfg, name, cfg.hidden_dropout_prob)
     shape = TextShape(
         vocab_size=cfg.vocab_size,
         max_len=cfg.max_position_embeddings - cfg.pad_token_id - 1,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from d2v.config import Arch, ModelConfig, VisionPretrainConfig, from_dict
+from d2v.config import ModelConfig, VisionPretrainConfig, from_dict
 from d2v.encoder import Encoder
-from d2v.interop.hf_files import read_config, read_state
+from d2v.interop.hf_files import paper_model, read_config, read_state, require_supported
 from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
 
 MODEL_TYPE = "data2vec-vision"
@@ -137,19 +137,20 @@ def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, VisionShape]:
     """HF Data2VecVisionConfig -> d2v's; fields d2v cannot represent are refused by name."""
     absolute = cfg.use_absolute_position_embeddings
     relative = cfg.use_relative_position_bias or cfg.use_shared_relative_position_bias
-    for field, ok in (
-        ("hidden_act", cfg.hidden_act == "gelu"),
-        ("layer_scale_init_value", cfg.layer_scale_init_value > 0),
-        ("use_absolute_position_embeddings", absolute != relative),
+    require_supported(
+        cfg,
         (
-            "use_shared_relative_position_bias",
-            not (cfg.use_relative_position_bias and cfg.use_shared_relative_position_bias),
+            ("hidden_act", cfg.hidden_act == "gelu"),
+            ("layer_scale_init_value", cfg.layer_scale_init_value > 0),
+            ("use_absolute_position_embeddings", absolute != relative),
+            (
+                "use_shared_relative_position_bias",
+                not (cfg.use_relative_position_bias and cfg.use_shared_relative_position_bias),
+            ),
+            ("image_size", isinstance(cfg.image_size, int)),
+            ("patch_size", isinstance(cfg.patch_size, int)),
         ),
-        ("image_size", isinstance(cfg.image_size, int)),
-        ("patch_size", isinstance(cfg.patch_size, int)),
-    ):
-        if not ok:
-            raise InteropError(f"HF config {field} = {getattr(cfg, field)!r} has no d2v equivalent")
+    )
     pos = (
         "learned"
         if absolute
@@ -157,16 +158,7 @@ def d2v_config(cfg, name: str = "hf") -> tuple[ModelConfig, VisionShape]:
         if cfg.use_relative_position_bias
         else "shared_relative"
     )
-    model = ModelConfig(
-        name=name,
-        dim=cfg.hidden_size,
-        depth=cfg.num_hidden_layers,
-        heads=cfg.num_attention_heads,
-        mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
-        dropout=float(cfg.hidden_dropout_prob),
-        arch=Arch.paper,
-        norm_eps=float(cfg.layer_norm_eps),
-    )
+    model = paper_model(cfg, name, cfg.hidden_dropout_prob)
     shape = VisionShape(cfg.image_size, cfg.patch_size, cfg.num_channels, pos)
     shape.final_norm = not cfg.use_mean_pooling
     return model, shape
