@@ -95,9 +95,9 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path: Path) -> None
 
 
 def test_the_generic_encoder_is_refused_by_export() -> None:
-    generic = hf_text.build(ModelConfig(dim=32, depth=1, heads=4), SHAPE)
+    generic = hf_text.build(ModelConfig(dim=32, depth=1, heads=4, arch=Arch.generic), SHAPE)
     with pytest.raises(InteropError, match="model.arch: paper"):
-        hf_text.to_hf(generic, ModelConfig(dim=32, depth=1, heads=4))
+        hf_text.to_hf(generic, ModelConfig(dim=32, depth=1, heads=4, arch=Arch.generic))
 
 
 def pretrained_dir(tmp_path: Path, model: ModelConfig) -> tuple[Path, Path]:
@@ -150,7 +150,7 @@ def test_cli_refuses_the_generic_encoder_and_a_bad_checkpoint_with_exit_2(
 ) -> None:
     from d2v.cli import main
 
-    src, prepared = pretrained_dir(tmp_path, ModelConfig(dim=32, depth=1, heads=4))
+    src, prepared = pretrained_dir(tmp_path, ModelConfig(dim=32, depth=1, heads=4, arch=Arch.generic))
     with pytest.raises(SystemExit) as e:
         main(
             [

@@ -299,6 +299,20 @@ def test_models_are_logged_and_the_best_encoders_registered(reproduced: Path) ->
         assert best.run_id == summary["mlflow_run_id"]
 
 
+def test_the_default_encoders_export_to_hf(reproduced: Path, tmp_path: Path) -> None:
+    """The default encoders are the paper's: after the pipeline, vision and text export to HF
+    model directories that `AutoModel.from_pretrained` loads as Data2Vec models; speech's default
+    log-mel front end has no HF counterpart and is refused by name."""
+    from transformers import AutoModel
+
+    cli = [sys.executable, "-m", "d2v.cli"]
+    for modality, cls in (("vision", "Data2VecVisionModel"), ("text", "Data2VecTextModel")):
+        sh([*cli, "export", modality, "--to", str(tmp_path / modality)], reproduced)
+        assert type(AutoModel.from_pretrained(tmp_path / modality)).__name__ == cls
+    r = sh([*cli, "export", "speech", "--to", str(tmp_path / "speech")], reproduced, check=False)
+    assert r.returncode == 2 and "frontend" in r.stderr, r.stderr
+
+
 def test_missing_source_names_the_package_and_param(repo_copy: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()

@@ -203,7 +203,7 @@ class SpeechPretrainConfig(PretrainCommon):
     conv_channels: int = 32
     conv_kernels: list[int] = field(default_factory=lambda: [10, 3, 3, 3, 3, 2, 2])
     conv_strides: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
-    pos_kernel: int = 128  # conv positional encoding (wav2vec 2.0: 128, 16 groups)
+    pos_kernel: int = 19  # conv positions (data2vec audio: 5 layers of 19; wav2vec 2.0: 1 of 128)
     pos_groups: int = 16
     # model.arch paper (data2vec audio): this many conv position layers of pos_kernel (paper:
     # 5 of kernel 19, each with a layer norm); the generic encoder has wav2vec 2.0's one

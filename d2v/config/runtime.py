@@ -23,7 +23,7 @@ class ModelConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    arch: Arch = Arch.generic  # paper: the architectures HF's Data2Vec models load (d2v export)
+    arch: Arch = Arch.paper  # HF's Data2Vec architectures (d2v export); or Arch.generic
     norm_eps: float = 1e-5  # every layer norm's epsilon (torch's and fairseq's default)
 
     def validate(self, p: str) -> None:
