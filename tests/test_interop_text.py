@@ -150,7 +150,9 @@ def test_cli_refuses_the_generic_encoder_and_a_bad_checkpoint_with_exit_2(
 ) -> None:
     from d2v.cli import main
 
-    src, prepared = pretrained_dir(tmp_path, ModelConfig(dim=32, depth=1, heads=4, arch=Arch.generic))
+    src, prepared = pretrained_dir(
+        tmp_path, ModelConfig(dim=32, depth=1, heads=4, arch=Arch.generic)
+    )
     with pytest.raises(SystemExit) as e:
         main(
             [
