@@ -57,10 +57,14 @@ def run_tag(run: pd.Series, name: str) -> str:
 
 
 def origin(run: pd.Series) -> str:
-    """`exp <name> (<rev7>)` for a run made inside `dvc exp run`, else `git <rev7>`."""
-    rev = run_tag(run, "git_revision")[:7] or "unknown"
+    """`exp <name> (<rev7>)` for a run made inside `dvc exp run`, else `git <rev7>` (`no git
+    revision` for a run made outside a repo with commits)."""
+    rev = run_tag(run, "git_revision")
+    rev = rev[:7] if rev not in ("", "unknown") else ""
     exp = run_tag(run, "dvc_experiment")
-    return f"exp {exp} ({rev})" if exp else f"git {rev}"
+    if exp:
+        return f"exp {exp} ({rev or 'no commit'})"
+    return f"git {rev}" if rev else "no git revision"
 
 
 def ui_path(run: pd.Series) -> str:
