@@ -4,9 +4,12 @@ of the repo (the text chain fetches the vaderSentiment source package from PyPI,
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -278,6 +281,80 @@ def test_editing_report_code_reruns_only_the_report(reproduced: Path) -> None:
     finally:
         module.write_text(text)
     assert changed_stages(reproduced) == set()
+
+
+def stage_process_running(pgid: int, script: str) -> bool:
+    """Whether a process of group `pgid` runs `script` (the stage's command, not DVC itself)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[2]) == pgid and script.encode() in cmdline:
+            return True
+    return False
+
+
+# Trees nothing rewrites in place (stages replace outputs by renaming, DVC and MLflow add new
+# files): a copy of the repo hard-links them. The rest is copied: sqlite stores, params.yaml
+# (`-S`), dvc.lock and DVC's state are rewritten in place.
+LINKED = ("data", "models", "mlartifacts", ".dvc/cache")
+
+
+def copy_repo(src: Path, dst: Path) -> None:
+    def link_or_copy(a: str, b: str) -> None:
+        rel = Path(a).relative_to(src).as_posix()
+        if any(rel.startswith(f"{top}/") for top in LINKED):
+            os.link(a, b)
+        else:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
+
+
+def metric_files(repo: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for p in (repo / "metrics").rglob("*.json")}
+
+
+def test_interrupted_exp_run_leaves_metrics_unchanged(reproduced: Path, tmp_path: Path) -> None:
+    """Ctrl-C on a workspace `dvc exp run` while a stage runs: DVC deleted the stage's outputs
+    before running it (metrics/pretrain/vision.json was lost); persisted outputs, replaced
+    atomically by the stage, stay as they were. In a copy: the other tests share `reproduced`."""
+    repo = tmp_path / "repo"
+    copy_repo(reproduced, repo)
+    # `-S` edits params.yaml in place, not recomposed from conf/ without the test's overrides
+    sh(["dvc", "config", "hydra.enabled", "false"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    before = metric_files(repo)
+    assert "metrics/pretrain/vision.json" in before
+    bin_dir = str(Path(sys.executable).parent)
+    env = subprocess_env(PATH=f"{bin_dir}:{subprocess_env()['PATH']}", OMP_NUM_THREADS="2")
+    exp = subprocess.Popen(
+        ["dvc", "exp", "run", "pretrain@vision", "-S", "pretrain.vision.v2.optim.steps=100000"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not stage_process_running(exp.pid, "stages/pretrain.py"):
+            assert exp.poll() is None and time.monotonic() < deadline, "the stage never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # inside the stage's command
+        os.killpg(exp.pid, signal.SIGINT)
+        assert exp.wait(timeout=120) != 0
+    finally:
+        if exp.poll() is None:
+            os.killpg(exp.pid, signal.SIGKILL)
+    assert metric_files(repo) == before
+    status = json.loads(sh(["dvc", "status", "--json", "pretrain@vision"], repo).stdout)
+    assert not [c for c in status.get("pretrain@vision", []) if "changed outs" in c], status
+    changed = sh(["git", "status", "--porcelain"], repo).stdout.splitlines()
+    assert changed == [" M params.yaml"], changed  # the -S edit, which DVC leaves in place
 
 
 def test_models_are_logged_and_the_best_encoders_registered(reproduced: Path) -> None:

@@ -196,3 +196,39 @@ def test_empty_store(tmp_path: Path, experiment: str) -> None:
 def test_html_images_load_in_chromium(report: Path, tmp_path: Path) -> None:
     dims = image_sizes(report.with_suffix(".html"), tmp_path)
     assert len(dims) == 2 and all(w > 0 and h > 0 for w, h in dims)
+
+
+def test_headline_rows_name_the_run_that_produced_them(tmp_path: Path) -> None:
+    """Each headline row names the evaluate run whose logged means are the file's, with its DVC
+    experiment (or git revision), and not the newest run of the task, which logged others."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("d2v", artifact_location=(tmp_path / "art").as_uri())
+    ev = {"stage": "evaluate", "task": "imagenet", "modality": "vision", "metric": "top1"}
+    ids = {}
+    for name, tags, top1 in (
+        ("ours", {"git_revision": "a" * 40, "dvc_experiment": "first-vision"}, (72.25, 62.17)),
+        ("newer", {"git_revision": "b" * 40}, (10.0, 11.0)),  # another experiment's, later
+    ):
+        ids[name] = _run(client, exp, "evaluate/imagenet", {**ev, **tags})
+        for init, v in zip(("pretrained", "scratch"), top1, strict=True):
+            client.log_metric(ids[name], f"{init}_top1", v)
+            client.log_metric(ids[name], f"{init}_top1_std", 1.0)
+        client.set_terminated(ids[name])
+    ev_dir = tmp_path / "eval"
+    ev_dir.mkdir()
+    result = {"task": "imagenet", "modality": "vision", "metric": "top1", "seeds": [0, 1],
+              "pretrained": {"top1": 72.25, "top1_std": 1.0},
+              "scratch": {"top1": 62.17, "top1_std": 1.0}}  # fmt: skip
+    (ev_dir / "imagenet.json").write_text(json.dumps(result))
+    md = build_report(uri, "d2v", tmp_path / "a", eval_dir=ev_dir).read_text()
+    head = md.split("## Headline")[1].split("\n## ")[0]
+    row = next(r for r in head.splitlines() if r.startswith("| vision | imagenet | top1 |"))
+    assert row.endswith(f"| exp first-vision (aaaaaaa), run {ids['ours'][:8]} |"), row
+    assert f"#/experiments/{exp}/runs/{ids['ours']}" in head and ids["newer"] not in head
+    again = build_report(uri, "d2v", tmp_path / "b", eval_dir=ev_dir)
+    assert again.read_bytes() == (tmp_path / "a/report.md").read_bytes()

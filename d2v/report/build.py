@@ -17,7 +17,7 @@ import pandas as pd
 
 from d2v.atomic import atomic_path, write_text
 from d2v.config import INITS
-from d2v.report import figures, paper, tables
+from d2v.report import figures, paper, provenance, tables
 from d2v.report.ablations import ablations
 from d2v.report.document import (
     Bullets,
@@ -39,8 +39,9 @@ EXPECTED_STAGES = ("pretrain", "finetune", "evaluate", "sweep")
 IMPORTANCE_MIN_TRIALS = 10
 
 
-def headline(doc: Document, eval_dir: Path | None, glue: Path | None) -> None:
-    """The same table `make run` ends with (d2v.headline), from the evaluate stage's files."""
+def headline(doc: Document, eval_dir: Path | None, glue: Path | None, runs: pd.DataFrame) -> None:
+    """The same table `make run` ends with (d2v.headline), from the evaluate stage's files, each
+    row naming the MLflow run, and the git revision or DVC experiment, that produced it."""
     from d2v.headline import HEADERS, load_rows
 
     doc.add(Heading(1, "Headline: pretrained vs scratch"))
@@ -49,14 +50,26 @@ def headline(doc: Document, eval_dir: Path | None, glue: Path | None) -> None:
         where = f" in `{eval_dir}`" if eval_dir is not None else ""
         doc.add(Para(f"No evaluation results{where}: the headline is missing."))
         return
+    made = [provenance.producing_run(runs, r) for r in rows]
     doc.add(
         Para(
             f"From `{eval_dir}`: mean ± sample std over seeds; gain > 0 is better for pretrained;"
             ' verdicts at twice the larger std, "not learning" within that of a predictor that'
             " ignores its input; paper numbers are paper scale (Base models, full datasets)."
+            ' "produced by": the git revision or DVC experiment and the MLflow evaluate run'
+            " that logged the row's values."
         ),
-        Table(list(HEADERS), [r.cells() for r in rows]),
+        Table(
+            [*HEADERS, "produced by"],
+            [[*r.cells(), provenance.produced_by(m)] for r, m in zip(rows, made, strict=True)],
+        ),
     )
+    found = {r.task: m for r, m in zip(rows, made, strict=True) if m is not None}
+    if found:
+        doc.add(
+            Para("The runs in `mlflow ui` (the page after the server's address):"),
+            Bullets([f"{t}: `{provenance.ui_path(m)}`" for t, m in found.items()]),
+        )
 
 
 def _values(runs: pd.DataFrame, name: str) -> str:
@@ -308,7 +321,7 @@ def build_report(
     out_dir = Path(out_dir)
     runs = load_runs(tracking_uri, experiment, filter_string)
     doc = Document("d2v report")
-    headline(doc, eval_dir, glue)
+    headline(doc, eval_dir, glue, runs)
     overview(doc, runs, tracking_uri, experiment, filter_string)
     missing(doc, runs)
     collapsed(doc, runs)
