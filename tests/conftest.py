@@ -122,10 +122,10 @@ def prepared_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepared. Skipped where Debian's flite or WordNet is missing."""
     import shutil
 
-    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.audio_prepare import prepare_speech
     from d2v.data.flite_corpus import write_flite_corpus, write_real_clips
+    from d2v.data.speech import speech_splits
     from d2v.data.wordnet import WORDNET_DIR, wordnet_examples
-    from d2v.runs.prepare import speech_splits
 
     if shutil.which("flite") is None or not Path(WORDNET_DIR).is_dir():
         pytest.skip("needs Debian flite and wordnet-base")
@@ -180,7 +180,7 @@ def prepared_text(tmp_path_factory: pytest.TempPathFactory, bibles: dict) -> Pat
     GLUE-format stand-ins (vaderSentiment's snippets from a local sdist build of the test)."""
     from d2v.data.glue_standins import write_glue_standins
     from d2v.data.text_corpus import write_embedded_corpus
-    from d2v.data.text_shards import prepare_text
+    from d2v.data.text_prepare import prepare_text
     from d2v.data.wordnet import WORDNET_DIR
 
     root = tmp_path_factory.mktemp("text")

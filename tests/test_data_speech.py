@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from d2v.data.audio_prepare import prepare_speech
 from d2v.data.audio_shards import (
     VOCAB,
     decode_labels,
@@ -19,7 +20,6 @@ from d2v.data.audio_shards import (
     load_audio_split,
     load_speech_meta,
     pad_waves,
-    prepare_speech,
 )
 from d2v.data.errors import DataError, SourceMissingError
 from d2v.data.flite_corpus import (

@@ -20,14 +20,8 @@ from d2v.data.glue_standins import (
     write_glue_standins,
 )
 from d2v.data.text_corpus import read_corpus, write_embedded_corpus
-from d2v.data.text_shards import (
-    encode_glue,
-    load_blocks,
-    load_glue_split,
-    load_text_meta,
-    pack_blocks,
-    prepare_text,
-)
+from d2v.data.text_prepare import encode_glue, pack_blocks, prepare_text
+from d2v.data.text_shards import load_blocks, load_glue_split, load_text_meta
 from tests.conftest import fake_vader_sdist
 
 ROUND_TRIP = [

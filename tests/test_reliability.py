@@ -284,7 +284,7 @@ def _tone(n: int = 8000):
 def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path) -> None:
     import numpy as np
 
-    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.audio_prepare import prepare_speech
     from d2v.data.errors import DataError
 
     bad = _tone()
@@ -303,7 +303,7 @@ def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path)
 
 
 def test_duplicate_utterance_ids_refused_naming_them(tmp_path) -> None:
-    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.audio_prepare import prepare_speech
     from d2v.data.errors import DataError
 
     raw = _speech_raw(  # the same id under two speakers' folders
@@ -351,7 +351,7 @@ def test_enormous_tsv_row_is_skipped_without_holding_it(tmp_path) -> None:
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\xff\xfe\xfa\n\xc3\x28\n"])
 def test_empty_or_undecodable_corpus_refused_naming_the_file(tmp_path, content) -> None:
     from d2v.data.errors import DataError
-    from d2v.runs.download import copy_local_corpus
+    from d2v.data.text import copy_local_corpus
 
     (tmp_path / "corpus.txt").write_bytes(content)
     with pytest.raises(DataError, match=r"corpus .*corpus\.txt has no documents"):

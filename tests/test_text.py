@@ -102,7 +102,7 @@ def test_task_adaptive_text_holds_training_sentences_and_no_dev_sentence(
     prepared_text: Path, tmp_path: Path
 ) -> None:
     from d2v.data.glue import get_task, read_glue_tsv
-    from d2v.data.text_shards import prepare_text, task_sentences
+    from d2v.data.text_prepare import prepare_text, task_sentences
 
     raw = prepared_text.parent / "raw"
     tasks = [get_task(t) for t in ("sst2", "stsb", "mrpc", "cola")]
