@@ -19,7 +19,7 @@ import yaml
 
 from d2v.cli import main
 from d2v.distributed import STALE_BUILD_LOCK_S, check_build_locks
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -211,8 +211,8 @@ def _tar(path: Path, entries: list[tuple[str, str, bytes | str]], mode: str = "w
     ],
 )
 def test_hostile_tar_refused_naming_the_entry(tmp_path, entries, subject) -> None:
-    from d2v.data.archive import safe_extract_tar
     from d2v.data.errors import DataError
+    from tests.helpers import safe_extract_tar
 
     tar = _tar(tmp_path / "hostile.tar", entries)
     with pytest.raises(DataError, match="refusing") as e:
@@ -223,8 +223,9 @@ def test_hostile_tar_refused_naming_the_entry(tmp_path, entries, subject) -> Non
 
 
 def test_decompression_bomb_refused(tmp_path) -> None:
-    from d2v.data.archive import ExtractLimits, safe_extract_tar, safe_extract_zip
+    from d2v.data.archive import ExtractLimits, safe_extract_zip
     from d2v.data.errors import DataError
+    from tests.helpers import safe_extract_tar
 
     limits = ExtractLimits(max_ratio=50, ratio_after=1 << 20)  # the defaults, scaled down
     zeros = bytes(8 << 20)  # 8 MiB of zeros: ~1000x under gzip
@@ -295,8 +296,8 @@ def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path)
         {Path("train/7/1/7-1.trans.txt"): "7-1-0000 HELLO\n7-1-0001 WORLD\n"},
     )
     meta = prepare_speech(raw, tmp_path / "out", {"train": ["train"]}, workers=1, eval_splits=[])
-    assert meta["skipped"]["by_reason"] == {"non_finite": 1}
-    assert meta["splits"]["train"]["utterances"] == 1
+    assert meta.skipped["by_reason"] == {"non_finite": 1}
+    assert meta.splits["train"]["utterances"] == 1
     with pytest.raises(DataError, match=r"2 non-finite samples .* in .*7-1-0001\.wav"):
         prepare_speech(raw, tmp_path / "failed", {"train": ["train"]}, on_corrupt="fail", workers=1)
     assert not (tmp_path / "failed").exists()

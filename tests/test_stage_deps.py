@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGE = "d2v"
 

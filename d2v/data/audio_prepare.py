@@ -33,6 +33,7 @@ from d2v.atomic import atomic_path, write_json
 from d2v.data.audio_shards import CHAR_ID, VOCAB, encode_transcript
 from d2v.data.errors import DataError
 from d2v.data.librispeech import ON_CORRUPT, SkipLog, Utterance, read_split
+from d2v.data.meta import SpeechMeta
 from d2v.data.pool import ordered_map, process_pool
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def prepare_speech(
     eval_splits: list[str] | None = None,
     dev_split: str | None = None,
     source: str = "",
-) -> dict:
+) -> SpeechMeta:
     """Decode the raw subsets named in `splits` (prepared split -> raw subset folders) into
     length-sorted arrays under `out_dir` (layout in the module docstring).
 
@@ -305,12 +306,13 @@ def prepare_speech(
             )
             log.info("prepared split %s: %s", name, meta["splits"][name])
         meta["skipped"] = skipped.stats(_SKIPPED_LISTED)
-        write_json(tmp / "meta.json", meta)
-    if meta["skipped"]["count"]:
+        record = SpeechMeta.from_json(meta)
+        write_json(tmp / "meta.json", record.to_json())
+    if record.skipped["count"]:
         log.warning(
             "skipped %d utterances (%s), listed in %s",
-            meta["skipped"]["count"],
-            meta["skipped"]["by_reason"],
+            record.skipped["count"],
+            record.skipped["by_reason"],
             Path(out_dir) / "meta.json",
         )
-    return meta
+    return record

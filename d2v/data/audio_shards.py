@@ -40,19 +40,6 @@ def encode_transcript(text: str) -> np.ndarray:
     return np.asarray([CHAR_ID["|" if c == " " else c] for c in text], np.int16)
 
 
-def decode_labels(ids: np.ndarray) -> str:
-    """The transcript of character ids (inverse of `encode_transcript`; blanks dropped)."""
-    return "".join(" " if VOCAB[i] == "|" else VOCAB[i] for i in np.asarray(ids) if i != BLANK)
-
-
-def load_speech_meta(prepared_dir: str | os.PathLike) -> dict:
-    """The `meta.json` of a prepared speech folder."""
-    path = Path(prepared_dir) / "meta.json"
-    if not path.is_file():
-        raise DataError(f"no {path}: run the speech prepare stage first")
-    return json.loads(path.read_text())
-
-
 class AudioSplit:
     """One prepared split, memory-mapped: waveforms are read from disk only when indexed."""
 
@@ -67,9 +54,8 @@ class AudioSplit:
         index = json.loads((split_dir / "index.json").read_text())
         self.ids: list[str] = index["ids"]
         self.transcripts: list[str] = index["transcripts"]
-        names, inverse = np.unique(np.asarray(index["speakers"], dtype=str), return_inverse=True)
-        self.speaker_names: list[str] = names.tolist()
-        self.speakers: np.ndarray = inverse.astype(np.int64)  # (N,) index into speaker_names
+        _, inverse = np.unique(np.asarray(index["speakers"], dtype=str), return_inverse=True)
+        self.speakers: np.ndarray = inverse.astype(np.int64)  # (N,) speaker ids, sorted by name
         self.lengths: np.ndarray = np.diff(self.offsets)  # (N,) samples
 
     def __len__(self) -> int:

@@ -68,5 +68,5 @@ def prepare(cfg: SpeechDataConfig, raw_dir: Path, out_dir: Path) -> DataStep:
         dev_split=dev,
         source=cfg.source,
     )
-    metrics = {f"utterances_{k}": v["utterances"] for k, v in meta["splits"].items()}
-    return DataStep(meta, {**metrics, "skipped": meta["skipped"]["count"]})
+    metrics = {f"utterances_{k}": v["utterances"] for k, v in meta.splits.items()}
+    return DataStep(meta.to_json(), {**metrics, "skipped": meta.skipped["count"]})

@@ -71,9 +71,9 @@ def prepare(cfg: TextDataConfig, raw_dir: Path, out_dir: Path) -> DataStep:
         min_frequency=cfg.min_frequency,
         task_adaptive=cfg.task_adaptive,
     )
-    skipped = meta["corpus"]["skipped_lines"] + sum(
+    skipped = meta.corpus["skipped_lines"] + sum(
         sum(stats["skipped"].values())
-        for splits in meta["skipped_rows"].values()
+        for splits in meta.skipped_rows.values()
         for stats in splits.values()
     )
-    return DataStep(meta, {"skipped": skipped})
+    return DataStep(meta.to_json(), {"skipped": skipped})

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from d2v.atomic import atomic_path
+from d2v.atomic import atomic_path, write_json
 from d2v.data.bpe import (
     BOS_ID,
     EOS_ID,
@@ -48,6 +48,7 @@ from d2v.data.bpe import (
 )
 from d2v.data.errors import DataError
 from d2v.data.glue import Example, GlueTask, get_task, read_glue_tsv
+from d2v.data.meta import TextMeta
 from d2v.data.text_corpus import read_corpus
 
 if TYPE_CHECKING:  # tokenizers loads at prepare time only: the training stages read token ids
@@ -162,7 +163,7 @@ def prepare_text(
     limit_docs: int | None = None,
     min_frequency: int = 2,
     task_adaptive: int = 0,
-) -> dict:
+) -> TextMeta:
     """Train the BPE on `raw_dir/corpus`, pack the corpus, encode `tasks`; write `out_dir`.
 
     `on_bad_row` ("skip" or "fail") applies to GLUE rows and to corpus lines that are not UTF-8.
@@ -172,12 +173,9 @@ def prepare_text(
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     glue_tasks = [get_task(name) for name in tasks]
-    corpus_read: dict = {}
-    docs = list(read_corpus(raw_dir / "corpus", on_bad_line=on_bad_row, stats=corpus_read))
-    if limit_docs is not None:
-        docs = docs[:limit_docs]
-    adaptive = task_sentences(raw_dir, glue_tasks, on_bad_row) if task_adaptive else []
-    docs += adaptive * task_adaptive
+    docs, corpus_read, adaptive = read_documents(
+        raw_dir, glue_tasks, on_bad_row, limit_docs, task_adaptive
+    )
     start = time.perf_counter()
     tokenizer = train_bpe(docs, vocab_size, min_frequency)
     timings = {"bpe_train_s": round(time.perf_counter() - start, 2)}
@@ -186,67 +184,106 @@ def prepare_text(
     blocks = pack_blocks(docs_ids, block_size)
     timings["corpus_encode_s"] = round(time.perf_counter() - start, 2)
     train_blocks, valid_blocks = split_valid(blocks)
-
-    meta: dict = {
-        "vocab_size": tokenizer.get_vocab_size(),
-        "special_ids": {
-            "bos": BOS_ID,
-            "pad": PAD_ID,
-            "eos": EOS_ID,
-            "unk": UNK_ID,
-            "mask": MASK_ID,
-        },
-        "block_size": block_size,
-        "max_seq_len": max_seq_len,
-        "corpus": {
-            "documents": len(docs),
-            "words": sum(len(d.split()) for d in docs),
-            "tokens": sum(len(ids) for ids in docs_ids),  # BPE tokens, no specials
-            "blocks": {"train": len(train_blocks), "valid": len(valid_blocks)},
-            "files": corpus_read.get("files", 0),
-            "skipped_lines": corpus_read.get("skipped_lines", 0),
-            "bad_lines": corpus_read.get("bad_lines", []),
-            "task_adaptive": {"sentences": len(adaptive), "repeats": task_adaptive},
-        },
-        "tasks": {},
-        "skipped_rows": {},
-        "timings": timings,
+    corpus = {
+        "documents": len(docs),
+        "words": sum(len(d.split()) for d in docs),
+        "tokens": sum(len(ids) for ids in docs_ids),  # BPE tokens, no specials
+        "blocks": {"train": len(train_blocks), "valid": len(valid_blocks)},
+        **corpus_read,
+        "task_adaptive": {"sentences": adaptive, "repeats": task_adaptive},
     }
     with atomic_path(out_dir) as tmp:
         (tmp / "pretrain").mkdir(parents=True)
         np.save(tmp / "pretrain" / "train.npy", train_blocks)
         np.save(tmp / "pretrain" / "valid.npy", valid_blocks)
         save_tokenizer(tokenizer, tmp / "tokenizer.json")
-        for task in tqdm(glue_tasks, desc="encode GLUE", unit=" tasks"):
-            info = _task_info(task, raw_dir / "glue" / task.name)
-            for split in task.splits:
-                path = raw_dir / "glue" / task.name / f"{split}.tsv"
-                if not path.is_file():
-                    raise DataError(f"GLUE file {path} is missing for task {task.name}")
-                examples, stats = read_glue_tsv(path, task, on_bad_row)
-                if not examples:
-                    raise DataError(f"no usable rows in {path}")
-                labels = np.asarray(
-                    [e.label for e in examples],
-                    np.float32 if task.kind == "regression" else np.int64,
-                )
-                (tmp / "glue" / task.name).mkdir(parents=True, exist_ok=True)
-                np.savez(
-                    tmp / "glue" / task.name / f"{split}.npz",
-                    input_ids=encode_glue(tokenizer, examples, max_seq_len),
-                    labels=labels,
-                )
-                info["splits"][split] = len(examples)
-                if stats["skipped"]:
-                    meta["skipped_rows"].setdefault(task.name, {})[split] = stats
-            meta["tasks"][task.name] = info
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        task_infos, skipped_rows = encode_tasks(
+            raw_dir, tmp, glue_tasks, tokenizer, max_seq_len, on_bad_row
+        )
+        meta = TextMeta(
+            vocab_size=tokenizer.get_vocab_size(),
+            special_ids={
+                "bos": BOS_ID,
+                "pad": PAD_ID,
+                "eos": EOS_ID,
+                "unk": UNK_ID,
+                "mask": MASK_ID,
+            },
+            block_size=block_size,
+            max_seq_len=max_seq_len,
+            corpus=corpus,
+            tasks=task_infos,
+            skipped_rows=skipped_rows,
+            timings=timings,
+        )
+        write_json(tmp / "meta.json", meta.to_json())
     log.info(
         "prepared text: vocab %d, %d train / %d valid blocks of %d, tasks %s",
-        meta["vocab_size"],
+        meta.vocab_size,
         len(train_blocks),
         len(valid_blocks),
         block_size,
-        {name: info["splits"] for name, info in meta["tasks"].items()},
+        {name: info["splits"] for name, info in meta.tasks.items()},
     )
     return meta
+
+
+def read_documents(
+    raw_dir: Path,
+    glue_tasks: list[GlueTask],
+    on_bad_row: str,
+    limit_docs: int | None,
+    task_adaptive: int,
+) -> tuple[list[str], dict, int]:
+    """The pretraining documents: the corpus's (its first `limit_docs`), then the tasks' training
+    sentences `task_adaptive` times; the corpus's read stats (files, skipped and bad lines); the
+    number of task sentences."""
+    read: dict = {}
+    docs = list(read_corpus(raw_dir / "corpus", on_bad_line=on_bad_row, stats=read))
+    if limit_docs is not None:
+        docs = docs[:limit_docs]
+    adaptive = task_sentences(raw_dir, glue_tasks, on_bad_row) if task_adaptive else []
+    stats = {
+        "files": read.get("files", 0),
+        "skipped_lines": read.get("skipped_lines", 0),
+        "bad_lines": read.get("bad_lines", []),
+    }
+    return docs + adaptive * task_adaptive, stats, len(adaptive)
+
+
+def encode_tasks(
+    raw_dir: Path,
+    out_dir: Path,
+    glue_tasks: list[GlueTask],
+    tokenizer: Tokenizer,
+    max_seq_len: int,
+    on_bad_row: str,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Each task's splits as `out_dir/glue/<task>/<split>.npz`; returns the tasks' info (meta's
+    `tasks`) and the read stats of the splits that skipped rows (meta's `skipped_rows`)."""
+    task_infos: dict[str, dict] = {}
+    skipped_rows: dict[str, dict] = {}
+    for task in tqdm(glue_tasks, desc="encode GLUE", unit=" tasks"):
+        info = _task_info(task, raw_dir / "glue" / task.name)
+        for split in task.splits:
+            path = raw_dir / "glue" / task.name / f"{split}.tsv"
+            if not path.is_file():
+                raise DataError(f"GLUE file {path} is missing for task {task.name}")
+            examples, stats = read_glue_tsv(path, task, on_bad_row)
+            if not examples:
+                raise DataError(f"no usable rows in {path}")
+            labels = np.asarray(
+                [e.label for e in examples],
+                np.float32 if task.kind == "regression" else np.int64,
+            )
+            (out_dir / "glue" / task.name).mkdir(parents=True, exist_ok=True)
+            np.savez(
+                out_dir / "glue" / task.name / f"{split}.npz",
+                input_ids=encode_glue(tokenizer, examples, max_seq_len),
+                labels=labels,
+            )
+            info["splits"][split] = len(examples)
+            if stats["skipped"]:
+                skipped_rows.setdefault(task.name, {})[split] = stats
+        task_infos[task.name] = info
+    return task_infos, skipped_rows

@@ -13,7 +13,6 @@ module imports no tokenizer and no raw-text code.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,6 @@ from d2v.data.errors import DataError
 class GlueSplit:
     input_ids: np.ndarray  # (N, L) int32, `<pad>`-padded
     labels: np.ndarray  # (N,) int64 class ids or float32 targets
-
-
-def load_text_meta(prepared_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(prepared_dir) / "meta.json").read_text())
 
 
 def load_blocks(prepared_dir: str | os.PathLike, split: str = "train") -> np.ndarray:

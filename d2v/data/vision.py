@@ -28,5 +28,5 @@ def prepare(cfg: VisionDataConfig, raw_dir: Path, out_dir: Path) -> DataStep:
     from d2v.data.image_folder import prepare_image_folder
 
     meta = prepare_image_folder(raw_dir, out_dir, cfg.image_size, cfg.channels, cfg.on_corrupt)
-    metrics = {f"images_{k}": v for k, v in meta["counts"].items()}
-    return DataStep(meta, {**metrics, "skipped": meta["skipped"]["count"]})
+    metrics = {f"images_{k}": v for k, v in meta.counts.items()}
+    return DataStep(meta.to_json(), {**metrics, "skipped": meta.skipped["count"]})
