@@ -13,7 +13,9 @@ import importlib
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from d2v.collapse import CollapseError
 from d2v.config import Modality
@@ -89,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
 
+    _pipeline_commands(command, sub)
+    _report_commands(command, sub)
+    _study_commands(command, sub)
+    _model_commands(command, sub)
+    return p
+
+
+def _pipeline_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    """The pipeline's data and training commands: params, download, prepare, pretrain, bench."""
     c = command("params", help="compose conf/ into params.yaml (as `dvc exp run` does)")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mini seed=1")
     c.add_argument("--conf", default="conf")
@@ -107,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
 
+
+def _report_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    """The summaries: report, headline, glue."""
     c = command("report", help="comparison report from the MLflow store alone")
     c.add_argument("--params", default="params.yaml", help="for the tracking param, if present")
     c.add_argument("--experiment", default=None, help="MLflow experiment (default: the param)")
@@ -128,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("glue", help="GLUE table and average from the text tasks' evaluations")
     c.add_argument("--params", default="params.yaml")
 
+
+def _study_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    """The studies: sweep, ablate."""
     c = command("sweep", help="Optuna study over tau, mask rate and K")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
@@ -140,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--storage", default=None, help="SQLAlchemy URL (default: the param)")
     c.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def _model_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    """The models in and out, and downstream: export, import, finetune, evaluate."""
     c = command("export", help="a pretrained encoder as an HF Data2Vec model directory")
     c.add_argument("modality", type=_modality)
     c.add_argument("out", help="the directory to write (AutoModel.from_pretrained loads it)")
@@ -157,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
         c = command(name, help=what)
         c.add_argument("task", help="a key of params.yaml's finetune (listed by d2v --help)")
         c.add_argument("--params", default="params.yaml")
-    return p
 
 
 # Each command's code lives in its own module, imported only when that command runs, so a stage

@@ -80,12 +80,6 @@ def mask_from_scores(scores: Tensor, num_masked: int) -> MaskInfo:
     return MaskInfo(mask=mask, ids_keep=ids_shuffle[:, :keep], ids_restore=ids_restore)
 
 
-def random_mask(batch: int, tokens: int, ratio: float, generator: torch.Generator) -> MaskInfo:
-    """Uniformly random tokens, exactly round(ratio * T) masked per sample (MAE)."""
-    scores = torch.rand(batch, tokens, generator=generator)
-    return mask_from_scores(scores, round(ratio * tokens))
-
-
 def block_mask(
     batch: int, grid: tuple[int, int], cfg: BlockMaskConfig, generator: torch.Generator
 ) -> MaskInfo:

@@ -5,7 +5,6 @@ one rank or many. Fixed-order step: schedule, mask, forward, backward, step, EMA
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -15,13 +14,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from d2v.callbacks import LogMetrics
 from d2v.checkpoint import load_checkpoint, save_checkpoint
-from d2v.collapse import CollapseError, CollapseMonitor, NonFiniteLossError
+from d2v.collapse import CollapseMonitor, NonFiniteLossError
 from d2v.config import (
     CollapseConfig,
     DeepSpeedConfig,
@@ -38,6 +36,7 @@ from d2v.config.pretrain import PretrainCommon
 from d2v.distributed import DistInfo, bf16_supported
 from d2v.encoder import Encoder
 from d2v.learnability import learnability
+from d2v.logbook import Logbook
 from d2v.masking import MaskInfo
 from d2v.model import Data2Vec, Data2VecOutput
 from d2v.model_v2 import Data2Vec2
@@ -203,14 +202,6 @@ def use_bf16(precision: Precision, device: torch.device) -> bool:
     return precision == Precision.bf16
 
 
-def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.get_world_size() > 1:
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-    return t.tolist()
-
-
 Student = Data2Vec | Data2Vec2
 OnLog = Callable[[int, dict[str, float], Student], None]  # (step, logged row, student)
 
@@ -305,6 +296,25 @@ class Trainer:
         )
 
 
+def _result(spec: PretrainSpec, start: int, wall: float, book: Logbook) -> PretrainResult:
+    last, steps = book.last, spec.optim.steps
+    done_now = steps - start
+    return PretrainResult(
+        steps=steps,
+        final_loss=last["loss"],
+        final_target_std=last["target_std"],
+        final_pred_std=last["pred_std"],
+        final_target_r2=last["target_r2"],
+        final_copy_r2=last["copy_r2"],
+        final_interp_r2=last["interp_r2"],
+        final_target_autocorr=last["target_autocorr"],
+        samples_per_s=done_now * spec.optim.batch_size / wall if done_now else 0.0,
+        wall_s=wall,
+        resumed_from=start,
+        history=book.history,
+    )
+
+
 def pretrain(
     spec: PretrainSpec,
     ds: DeepSpeedConfig,
@@ -319,22 +329,12 @@ def pretrain(
     there, and may stop the run by raising). A collapse raises CollapseError: the caller marks
     its run."""
     trainer = Trainer(spec, ds, dist_info, seed)
-    engine, teacher, device = trainer.engine, trainer.teacher, trainer.device
+    engine, teacher = trainer.engine, trainer.teacher
     start, state = load_checkpoint(engine, teacher, ckpt_dir)
     monitor = CollapseMonitor(spec.collapse, strikes=state.get("strikes", 0))
+    book = Logbook(trainer, monitor, log_metrics, on_log)
     steps = spec.optim.steps
-    history: list[dict[str, float]] = []
-    t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
-    monitors = (
-        "loss",
-        "target_std",
-        "pred_std",
-        "target_r2",
-        "copy_r2",
-        "interp_r2",
-        "target_autocorr",
-    )
-    last = dict.fromkeys(monitors, math.nan)
+    t0 = time.perf_counter()
     bar = tqdm(
         range(start, steps),
         initial=start,
@@ -345,56 +345,13 @@ def pretrain(
     )
     for step in bar:
         s = trainer.step(step)
-        out = s.out
-        n_log += trainer.rows.stop - trainer.rows.start
-        # log
+        book.count(trainer.rows)
         done = step + 1
         if done % spec.log_every == 0 or done == steps:
-            now = time.perf_counter()
-            rate = n_log * dist_info.world_size / (now - t_log)
-            diag = trainer.learnability(step)
-            values = [out.loss, out.target_std, out.pred_std, out.target_r2]
-            values = [v.item() for v in values] + [diag[k] for k in monitors[4:]]
-            last = dict(zip(monitors, _mean_over_ranks(values, device), strict=True))
-            t_std = last["target_std"]
-            row = {**last, "lr": s.lr, "tau": s.tau, "samples_per_s": rate}
-            history.append({"step": done, **row})
-            if log_metrics is not None:
-                log_metrics(row, done)
-            bar.set_postfix(
-                loss=f"{last['loss']:.4f}",
-                tstd=f"{t_std:.3f}",
-                r2=f"{last['target_r2']:.2f}",
-                interp=f"{last['interp_r2']:.2f}",
-            )
-            t_log, n_log = time.perf_counter(), 0  # the diagnostic is not training time
-            if monitor.check(done, t_std):
-                raise CollapseError(
-                    f"collapsed at step {done}: target std {t_std:.4g} under "
-                    f"{spec.collapse.min_target_std} for {monitor.strikes} checks"
-                )
-            if on_log is not None:
-                on_log(done, row, engine.module)
-                t_log = time.perf_counter()  # the callback's time is not training time
+            book.record(step, s, bar, engine.module)
         if done % spec.checkpoint_every == 0 and done < steps:
             save_checkpoint(engine, teacher, ckpt_dir, done, {"strikes": monitor.strikes})
-    wall = time.perf_counter() - t0
-    done_now = steps - start
-    result = PretrainResult(
-        steps=steps,
-        final_loss=last["loss"],
-        final_target_std=last["target_std"],
-        final_pred_std=last["pred_std"],
-        final_target_r2=last["target_r2"],
-        final_copy_r2=last["copy_r2"],
-        final_interp_r2=last["interp_r2"],
-        final_target_autocorr=last["target_autocorr"],
-        samples_per_s=done_now * spec.optim.batch_size / wall if done_now else 0.0,
-        wall_s=wall,
-        resumed_from=start,
-        history=history,
-    )
-    return engine.module, teacher, result
+    return engine.module, teacher, _result(spec, start, time.perf_counter() - t0, book)
 
 
 def full_state_dict(module: nn.Module) -> dict[str, Tensor]:

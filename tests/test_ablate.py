@@ -16,7 +16,7 @@ from d2v.ablation.grid import cells, defaults, grid_points
 from d2v.ablation.study import ablation_params, enqueue_cells, run_ablation, summarize
 from d2v.cli import main
 from d2v.config import Design, Modality, to_dict
-from tests.conftest import V1, tiny_params
+from tests.helpers import V1, tiny_params
 
 FACTORIAL = [
     "ablate.vision.design=factorial",

@@ -11,7 +11,7 @@ import pytest
 
 from d2v.bench import Curve, matmul_peak
 from d2v.config import Modality
-from tests.conftest import tiny_params
+from tests.helpers import tiny_params
 
 BENCH_TINY = [
     "model@bench.model=micro",

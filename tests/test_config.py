@@ -12,7 +12,7 @@ from d2v.cli import main
 from d2v.collapse import CollapseMonitor
 from d2v.config import CollapseConfig, ConfigError, load_params
 from d2v.params_io import compose
-from tests.conftest import REPO, subprocess_env, tiny_params
+from tests.helpers import REPO, subprocess_env, tiny_params
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from d2v.data.audio_prepare import prepare_speech
 from d2v.data.audio_shards import (
+    BLANK,
     VOCAB,
-    decode_labels,
     duration_subset,
     encode_transcript,
     load_audio_split,
-    load_speech_meta,
     pad_waves,
-    prepare_speech,
 )
 from d2v.data.errors import DataError, SourceMissingError
 from d2v.data.flite_corpus import (
@@ -30,6 +29,13 @@ from d2v.data.flite_corpus import (
     write_real_clips,
 )
 from d2v.data.librispeech import read_split
+from d2v.data.meta import SpeechMeta, read_meta
+
+
+def decode_labels(ids: np.ndarray) -> str:
+    """The transcript of character ids (inverse of `encode_transcript`; blanks dropped)."""
+    return "".join(" " if VOCAB[i] == "|" else VOCAB[i] for i in np.asarray(ids) if i != BLANK)
+
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="Debian flite not installed")
 needs_real = pytest.mark.skipif(
@@ -189,16 +195,16 @@ def prepared(corpus: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
 
 
 def test_prepare_meta_and_skips(prepared: Path) -> None:
-    meta = load_speech_meta(prepared)
-    assert meta["sample_rate"] == 16000 and meta["vocab"] == VOCAB
-    assert meta["dev_split"] == "dev" and meta["eval_splits"] == ["test", "extra"]
-    assert meta["splits"]["train"]["utterances"] == 4 and meta["splits"]["train"]["speakers"] == 2
-    assert meta["splits"]["extra"]["utterances"] == 2
+    meta = read_meta(prepared, SpeechMeta)
+    assert meta.sample_rate == 16000 and meta.vocab == VOCAB
+    assert meta.dev_split == "dev" and meta.eval_splits == ["test", "extra"]
+    assert meta.splits["train"]["utterances"] == 4 and meta.splits["train"]["speakers"] == 2
+    assert meta.splits["extra"]["utterances"] == 2
     reasons = ["audio_without_transcript", "empty", "silent", "too_long", "transcript_chars"]
     reasons += ["transcript_without_audio", "unreadable"]
-    assert meta["skipped"]["by_reason"] == dict.fromkeys(reasons, 1)
-    assert meta["skipped"]["count"] == 7
-    assert "extra/500/1/500-1-0002.flac (unreadable)" in meta["skipped"]["files"]
+    assert meta.skipped["by_reason"] == dict.fromkeys(reasons, 1)
+    assert meta.skipped["count"] == 7
+    assert "extra/500/1/500-1-0002.flac (unreadable)" in meta.skipped["files"]
 
 
 def test_prepared_audio_is_resampled_normalized_and_sorted(prepared: Path) -> None:

@@ -19,16 +19,11 @@ from d2v.data.glue_standins import (
     fetch_vader,
     write_glue_standins,
 )
+from d2v.data.meta import TextMeta, read_meta
 from d2v.data.text_corpus import read_corpus, write_embedded_corpus
-from d2v.data.text_shards import (
-    encode_glue,
-    load_blocks,
-    load_glue_split,
-    load_text_meta,
-    pack_blocks,
-    prepare_text,
-)
-from tests.conftest import fake_vader_sdist
+from d2v.data.text_prepare import encode_glue, pack_blocks, prepare_text
+from d2v.data.text_shards import load_blocks, load_glue_split
+from tests.helpers import fake_vader_sdist
 
 ROUND_TRIP = [
     "In the beginning, God created the heavens and the earth.",
@@ -269,28 +264,28 @@ def prepared(raw_dir: Path) -> Path:
 
 
 def test_prepared_blocks(prepared: Path) -> None:
-    meta = load_text_meta(prepared)
+    meta = read_meta(prepared, TextMeta)
     train, valid = load_blocks(prepared), load_blocks(prepared, "valid")
     assert isinstance(train, np.memmap) and train.dtype == np.int32
-    assert train.shape[1] == valid.shape[1] == meta["block_size"] == 64
+    assert train.shape[1] == valid.shape[1] == meta.block_size == 64
     assert len(valid) >= 4 and len(train) > 10 * len(valid)
     assert (train[:, 0] == BOS_ID).all() and (valid[:, 0] == BOS_ID).all()
     separators = (train == EOS_ID).sum() + (valid == EOS_ID).sum()
-    assert meta["corpus"]["documents"] - 2 <= separators <= meta["corpus"]["documents"]
-    assert train.max() < meta["vocab_size"] == 600
-    assert meta["special_ids"] == {"bos": 0, "pad": 1, "eos": 2, "unk": 3, "mask": 4}
-    corpus = meta["corpus"]
+    assert meta.corpus["documents"] - 2 <= separators <= meta.corpus["documents"]
+    assert train.max() < meta.vocab_size == 600
+    assert meta.special_ids == {"bos": 0, "pad": 1, "eos": 2, "unk": 3, "mask": 4}
+    corpus = meta.corpus
     assert corpus["documents"] == 300 and corpus["tokens"] > corpus["words"] > 0
     assert corpus["blocks"] == {"train": len(train), "valid": len(valid)}
     assert (prepared / "tokenizer.json").is_file()
 
 
 def test_prepared_glue(prepared: Path) -> None:
-    meta = load_text_meta(prepared)
-    assert meta["tasks"]["stsb"]["kind"] == "regression"
-    assert meta["tasks"]["mrpc"]["metrics"] == ["f1", "accuracy"]
-    assert meta["tasks"]["cola"]["synthetic"] and not meta["tasks"]["sst2"]["synthetic"]
-    for task, info in meta["tasks"].items():
+    meta = read_meta(prepared, TextMeta)
+    assert meta.tasks["stsb"]["kind"] == "regression"
+    assert meta.tasks["mrpc"]["metrics"] == ["f1", "accuracy"]
+    assert meta.tasks["cola"]["synthetic"] and not meta.tasks["sst2"]["synthetic"]
+    for task, info in meta.tasks.items():
         for split, count in info["splits"].items():
             data = load_glue_split(prepared, task, split)
             assert data.input_ids.shape == (count, 48) and data.input_ids.dtype == np.int32

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import struct
 import tarfile
@@ -16,18 +17,19 @@ import scipy.io
 import torch
 from PIL import Image
 
-from d2v.data.archive import md5sum, safe_extract_tar, verify_md5
+from d2v.data.archive import md5sum, verify_md5
 from d2v.data.errors import DataError, SourceMissingError
 from d2v.data.fashion_mnist import CLASSES, DEBIAN_DIR, read_idx, write_fashion_mnist
 from d2v.data.image_folder import load_image, prepare_image_folder
 from d2v.data.imagenet import DEVKIT_GROUND_TRUTH, DEVKIT_META, write_imagenet
+from d2v.data.meta import VisionMeta, read_meta
 from d2v.data.shards import (
     ImageBatches,
     ImageSplit,
     load_image_split,
-    load_meta,
     stratified_subset,
 )
+from tests.helpers import safe_extract_tar
 
 # ---------------------------------------------------------------- helpers
 
@@ -383,12 +385,12 @@ def test_prepare_image_folder_skips_corrupt(tmp_path, caplog):
     src = image_folder(tmp_path / "src")
     out = tmp_path / "prep"
     meta = prepare_image_folder(src, out, image_size=8, channels=3, shard_size=2, workers=1)
-    assert meta["classes"] == ["cat", "dog"]
-    assert meta["counts"] == {"train": 5, "val": 2}
-    assert meta["shards"] == {"train": 3, "val": 1}
-    assert meta["skipped"] == {"count": 1, "files": ["train/dog/05.png"]}
+    assert meta.classes == ["cat", "dog"]
+    assert meta.counts == {"train": 5, "val": 2}
+    assert meta.shards == {"train": 3, "val": 1}
+    assert meta.skipped == {"count": 1, "files": ["train/dog/05.png"]}
     assert "skipped 1 unreadable" in caplog.text
-    assert load_meta(out) == meta
+    assert read_meta(out, VisionMeta) == meta
     split = load_image_split(out, "train")
     assert split.images.shape == (5, 8, 8, 3) and split.images.dtype == np.uint8
     np.testing.assert_array_equal(split.labels, [0, 0, 0, 1, 1])
@@ -401,8 +403,8 @@ def test_prepare_image_folder_skips_corrupt(tmp_path, caplog):
     )
     np.testing.assert_array_equal(split.images, expected)
     pixels = expected.reshape(-1, 3) / 255.0
-    np.testing.assert_allclose(meta["mean"], pixels.mean(0), atol=1e-12)
-    np.testing.assert_allclose(meta["std"], pixels.std(0), atol=1e-12)
+    np.testing.assert_allclose(meta.mean, pixels.mean(0), atol=1e-12)
+    np.testing.assert_allclose(meta.std, pixels.std(0), atol=1e-12)
     np.testing.assert_array_equal(load_image_split(out, "val").labels, [0, 1])
     # the process pool writes the same bytes
     prepare_image_folder(src, tmp_path / "prep2", image_size=8, channels=3, shard_size=2, workers=2)
@@ -460,7 +462,7 @@ def test_image_batches_normalize_prepared_data_to_zero_mean_unit_std(tmp_path):
     meta = prepare_image_folder(
         image_folder(tmp_path / "src"), out, image_size=8, channels=3, workers=1
     )
-    loader = ImageBatches(load_image_split(out, "train"), 2, meta["mean"], meta["std"], generator=0)
+    loader = ImageBatches(load_image_split(out, "train"), 2, meta.mean, meta.std, generator=0)
     images = torch.cat([b.images for b in loader])  # (N, C, H, W)
     per_channel = images.transpose(0, 1).reshape(3, -1)
     torch.testing.assert_close(per_channel.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
@@ -510,6 +512,11 @@ def test_shard_count_mismatch_raises(tmp_path):
     np.save(labels, np.load(labels)[:-1])
     with pytest.raises(DataError, match="labels-00000.npy"):
         load_image_split(out, "train")
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["std"]
+    (out / "meta.json").write_text(json.dumps({**meta, "colour": 1}))
+    with pytest.raises(DataError, match=r"unknown keys \['colour'\], missing keys \['std'\]"):
+        read_meta(out, VisionMeta)
     os.remove(out / "meta.json")
     with pytest.raises(DataError, match="meta.json"):
-        load_meta(out)
+        read_meta(out, VisionMeta)

@@ -12,7 +12,7 @@ import yaml
 from d2v.cli import main
 from d2v.config import ConfigError, DeepSpeedConfig, OptimConfig
 from d2v.config.deepspeed_json import merge_user_config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 OURS = {
     "train_batch_size": 32,

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from d2v.config import to_dict
-from tests.conftest import V1, subprocess_env, tiny_params
+from tests.helpers import V1, subprocess_env, tiny_params
 
 pytestmark = pytest.mark.slow
 

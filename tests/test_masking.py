@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from d2v.config import BlockMaskConfig
-from d2v.masking import block_mask, mask_from_scores, random_mask
+from d2v.masking import MaskInfo, block_mask, mask_from_scores
+
+
+def random_mask(batch: int, tokens: int, ratio: float, generator: torch.Generator) -> MaskInfo:
+    """Uniformly random tokens, exactly round(ratio * T) masked per sample (MAE's masking)."""
+    return mask_from_scores(torch.rand(batch, tokens, generator=generator), round(ratio * tokens))
 
 
 def gen(seed: int) -> torch.Generator:

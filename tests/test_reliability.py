@@ -19,7 +19,7 @@ import yaml
 
 from d2v.cli import main
 from d2v.distributed import STALE_BUILD_LOCK_S, check_build_locks
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -211,8 +211,8 @@ def _tar(path: Path, entries: list[tuple[str, str, bytes | str]], mode: str = "w
     ],
 )
 def test_hostile_tar_refused_naming_the_entry(tmp_path, entries, subject) -> None:
-    from d2v.data.archive import safe_extract_tar
     from d2v.data.errors import DataError
+    from tests.helpers import safe_extract_tar
 
     tar = _tar(tmp_path / "hostile.tar", entries)
     with pytest.raises(DataError, match="refusing") as e:
@@ -223,8 +223,9 @@ def test_hostile_tar_refused_naming_the_entry(tmp_path, entries, subject) -> Non
 
 
 def test_decompression_bomb_refused(tmp_path) -> None:
-    from d2v.data.archive import ExtractLimits, safe_extract_tar, safe_extract_zip
+    from d2v.data.archive import ExtractLimits, safe_extract_zip
     from d2v.data.errors import DataError
+    from tests.helpers import safe_extract_tar
 
     limits = ExtractLimits(max_ratio=50, ratio_after=1 << 20)  # the defaults, scaled down
     zeros = bytes(8 << 20)  # 8 MiB of zeros: ~1000x under gzip
@@ -284,7 +285,7 @@ def _tone(n: int = 8000):
 def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path) -> None:
     import numpy as np
 
-    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.audio_prepare import prepare_speech
     from d2v.data.errors import DataError
 
     bad = _tone()
@@ -295,15 +296,15 @@ def test_non_finite_audio_skipped_and_counted_or_fails_naming_the_file(tmp_path)
         {Path("train/7/1/7-1.trans.txt"): "7-1-0000 HELLO\n7-1-0001 WORLD\n"},
     )
     meta = prepare_speech(raw, tmp_path / "out", {"train": ["train"]}, workers=1, eval_splits=[])
-    assert meta["skipped"]["by_reason"] == {"non_finite": 1}
-    assert meta["splits"]["train"]["utterances"] == 1
+    assert meta.skipped["by_reason"] == {"non_finite": 1}
+    assert meta.splits["train"]["utterances"] == 1
     with pytest.raises(DataError, match=r"2 non-finite samples .* in .*7-1-0001\.wav"):
         prepare_speech(raw, tmp_path / "failed", {"train": ["train"]}, on_corrupt="fail", workers=1)
     assert not (tmp_path / "failed").exists()
 
 
 def test_duplicate_utterance_ids_refused_naming_them(tmp_path) -> None:
-    from d2v.data.audio_shards import prepare_speech
+    from d2v.data.audio_prepare import prepare_speech
     from d2v.data.errors import DataError
 
     raw = _speech_raw(  # the same id under two speakers' folders
@@ -351,7 +352,7 @@ def test_enormous_tsv_row_is_skipped_without_holding_it(tmp_path) -> None:
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\xff\xfe\xfa\n\xc3\x28\n"])
 def test_empty_or_undecodable_corpus_refused_naming_the_file(tmp_path, content) -> None:
     from d2v.data.errors import DataError
-    from d2v.runs.download import copy_local_corpus
+    from d2v.data.text import copy_local_corpus
 
     (tmp_path / "corpus.txt").write_bytes(content)
     with pytest.raises(DataError, match=r"corpus .*corpus\.txt has no documents"):

@@ -14,7 +14,7 @@ import pytest
 from d2v.report import build_report, compare_runs
 from d2v.report.sources import load_runs
 from d2v.report.tables import fmt_mean_std
-from tests.conftest import image_sizes, subprocess_env
+from tests.helpers import image_sizes, subprocess_env
 
 PRE = {0: 71.0, 1: 72.5, 2: 73.25}
 SCR = {0: 60.0, 1: 61.0, 2: 65.5}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from d2v.report import build_report
-from tests.conftest import image_sizes
+from tests.helpers import image_sizes
 
 # (modality, K, sublayer, seed, value or None for collapsed); defaults K=4 / ffn
 VISION = [(k, "ffn", s, v) for k, vals in ((1, (60.0, 62.0)), (4, (66.0, 66.5))) for s, v in

@@ -17,7 +17,7 @@ from d2v.modalities.audio import Audio, AudioFrontend, ConvFeatureEncoder, frame
 from d2v.model import Data2Vec
 from d2v.targets import make_targets, normalize
 from d2v.teacher import EMATeacher
-from tests.conftest import V1, tiny_params
+from tests.helpers import V1, tiny_params
 
 PAPER_KERNELS = [10, 3, 3, 3, 3, 2, 2]
 PAPER_STRIDES = [5, 2, 2, 2, 2, 2, 2]

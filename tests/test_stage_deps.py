@@ -1,6 +1,7 @@
 """Every DVC stage depends on the d2v code it can run, and on no more: its `deps` in dvc.yaml
 cover the static import closure of its command (function-level imports included, `if
-TYPE_CHECKING:` blocks not, as they never run), so editing report code leaves every trained model
+TYPE_CHECKING:` blocks not, as they never run; a `resolve(modality, "<role>")` of d2v/registry.py
+imports the role's modules of every modality), so editing report code leaves every trained model
 up to date. Pure `ast`: nothing is imported or run."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGE = "d2v"
 
@@ -46,6 +47,31 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 @functools.cache
+def registry_roles(root: Path = REPO) -> dict[str, set[str]]:
+    """d2v/registry.py's MODALITIES: role -> the modules its entries name (`module:function`)."""
+    path = root / "d2v/registry.py"
+    roles: dict[str, set[str]] = {}
+    if not path.is_file():
+        return roles
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ModalityEntry":
+            for kw in node.keywords:
+                roles.setdefault(kw.arg, set()).add(ast.literal_eval(kw.value).partition(":")[0])
+    return roles
+
+
+def _resolved_role(node: ast.AST) -> str | None:
+    """The role of a `resolve(modality, "<role>")` call (registry lookups), else None."""
+    if not (isinstance(node, ast.Call) and len(node.args) == 2):
+        return None
+    name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+    role = node.args[1]
+    if name == "resolve" and isinstance(role, ast.Constant) and isinstance(role.value, str):
+        return role.value
+    return None
+
+
+@functools.cache
 def imported_modules(path: Path, root: Path = REPO) -> set[str]:
     """The d2v modules `path` imports anywhere (module, class or function level), with the
     packages each import runs (`import d2v.a.b` runs d2v/__init__, d2v/a/__init__, d2v/a/b)."""
@@ -63,6 +89,8 @@ def imported_modules(path: Path, root: Path = REPO) -> set[str]:
                 base = ".".join([*parent, *([base] if base else [])])
             names.add(base)
             names.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
+        elif (role := _resolved_role(node)) is not None:
+            names.update(registry_roles(root)[role])
     found = set()
     for name in names:
         parts = name.split(".")
@@ -192,3 +220,17 @@ def test_closure_follows_function_level_and_relative_imports(tmp_path: Path) -> 
         "d2v/sub/b.py",
         "d2v/c.py",
     }
+
+
+def test_closure_follows_registry_lookups_of_the_role_only(tmp_path: Path) -> None:
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "registry.py").write_text(
+        'E = {1: ModalityEntry(download="d2v.dl:f", prepare="d2v.prep:g")}\n'
+    )
+    (pkg / "stage.py").write_text('from d2v.registry import resolve\nresolve(m, "prepare")\n')
+    (pkg / "dl.py").write_text("")
+    (pkg / "prep.py").write_text("")
+    got = {str(p) for p in module_closure("d2v.stage", tmp_path)}
+    assert got == {"d2v/__init__.py", "d2v/stage.py", "d2v/registry.py", "d2v/prep.py"}

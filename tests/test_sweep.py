@@ -28,7 +28,7 @@ from d2v.distributed import free_port, init_distributed
 from d2v.modalities import downstream_task, pretrain_spec
 from d2v.objective import probe_value
 from d2v.train import pretrain
-from tests.conftest import REPO, V1, subprocess_env, tiny_params
+from tests.helpers import REPO, V1, subprocess_env, tiny_params
 
 BUDGET = (
     'sweep.vision.overrides=["pretrain.vision.v1.optim.steps=10",'

@@ -17,7 +17,7 @@ from d2v.modalities import downstream_task, pretrain_spec
 from d2v.modalities.tokens import TextFrontend
 from d2v.runs.evaluate import held_out_scores
 from d2v.train import pretrain
-from tests.conftest import tiny_params
+from tests.helpers import tiny_params
 
 TEXT_TINY = (
     "pretrain.text.v1.optim.steps=60",
@@ -102,7 +102,7 @@ def test_task_adaptive_text_holds_training_sentences_and_no_dev_sentence(
     prepared_text: Path, tmp_path: Path
 ) -> None:
     from d2v.data.glue import get_task, read_glue_tsv
-    from d2v.data.text_shards import prepare_text, task_sentences
+    from d2v.data.text_prepare import prepare_text, task_sentences
 
     raw = prepared_text.parent / "raw"
     tasks = [get_task(t) for t in ("sst2", "stsb", "mrpc", "cola")]
@@ -125,5 +125,5 @@ def test_task_adaptive_text_holds_training_sentences_and_no_dev_sentence(
         task_adaptive=2,
     )
     sst2 = {e.text_a for e in read_glue_tsv(raw / "glue/sst2/train.tsv", "sst2")[0]}
-    assert meta["corpus"]["task_adaptive"] == {"sentences": len(sst2), "repeats": 2}
-    assert meta["corpus"]["documents"] == 500 + 2 * len(sst2)
+    assert meta.corpus["task_adaptive"] == {"sentences": len(sst2), "repeats": 2}
+    assert meta.corpus["documents"] == 500 + 2 * len(sst2)

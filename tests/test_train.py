@@ -20,7 +20,7 @@ from d2v.modalities import pretrain_spec
 from d2v.runs.pretrain import run_pretrain
 from d2v.tracking import Tracker
 from d2v.train import pretrain
-from tests.conftest import V1, tiny_params
+from tests.helpers import V1, tiny_params
 
 
 @pytest.fixture(scope="module")

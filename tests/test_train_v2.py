@@ -14,7 +14,7 @@ from d2v.distributed import init_distributed
 from d2v.modalities import pretrain_spec
 from d2v.model_v2 import Data2Vec2
 from d2v.train import pretrain
-from tests.conftest import tiny_params
+from tests.helpers import tiny_params
 
 pytestmark = pytest.mark.slow
 

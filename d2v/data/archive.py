@@ -218,8 +218,8 @@ def extract_tar_fileobj(
     """Extract a tar (any compression) read from an open binary file object into `dest`.
 
     Writes straight into `dest` (created if needed): call it on a folder that is itself inside an
-    atomic output, as `safe_extract_tar` and the ImageNet writer do. Every entry is checked, even
-    ones not in `members`. `members`: names to extract (default all); DataError if one is absent.
+    atomic output, as the ImageNet and LibriSpeech writers do. Every entry is checked, even ones
+    not in `members`. `members`: names to extract (default all); DataError if one is absent.
     `archive` names the source in error messages. Returns the names of the files and links
     extracted (not folders), in archive order.
     """
@@ -256,21 +256,6 @@ def extract_tar_fileobj(
             shown = ", ".join(sorted(missing)[:5])
             raise DataError(f"{len(missing)} requested entries not found in {archive}: {shown}")
     return extracted
-
-
-def safe_extract_tar(
-    tar_path: str | os.PathLike,
-    dest: str | os.PathLike,
-    members: Collection[str] | None = None,
-    progress: bool = False,
-    limits: ExtractLimits = DEFAULT_LIMITS,
-) -> list[str]:
-    """Extract the tar at `tar_path` into `dest` atomically: `dest` appears only when complete.
-
-    An existing `dest` is replaced. See `extract_tar_fileobj` for the checks and `members`.
-    """
-    with open(tar_path, "rb") as f, atomic_path(dest) as tmp:
-        return extract_tar_fileobj(f, tmp, members, str(tar_path), progress, limits)
 
 
 class _ZipMember:

@@ -74,11 +74,3 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     """Write `tokenizer.json` atomically."""
     with atomic_path(path) as tmp:
         tokenizer.save(str(tmp))
-
-
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.encode_special_tokens = True
-    return tokenizer

@@ -272,75 +272,105 @@ def write_glue_standins(
     if unknown:
         raise DataError(f"no embedded stand-in for {sorted(unknown)}; have {STANDIN_TASKS}")
     out_dir = Path(out_dir)
-    bibles = bibles or {}
     stats: dict = {}
     common = {"standin": True, "seed": seed}
     if {"sst2", "stsb"} & set(tasks):
-        snippets, stats["vader"] = read_vader_snippets(fetch_vader(vader_cache, vader_md5))
-        train, dev = _split(_unique_texts(snippets), dev_size, seed, "vader")
-        source = f"vaderSentiment {VADER_VERSION} sdist, {VADER_INNER}:{VADER_MOVIES}"
-        if "sst2" in tasks:
-            header = "sentence\tlabel"
-            files = {"train": [header, *sst2_rows(train)], "dev": [header, *sst2_rows(dev)]}
-            built = "label 1 if the snippet's mean human rating > 0; |rating| < 1 dropped"
-            info = {**common, "synthetic": False, "source": source, "built": built}
-            _write_task(out_dir, "sst2", files, info)
-            stats["sst2"] = {k: len(v) - 1 for k, v in files.items()}
-        if "stsb" in tasks:
-            header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
-            header += "sentence1\tsentence2\tscore"
-            files = {"train": [header, *stsb_rows(train)], "dev": [header, *stsb_rows(dev)]}
-            built = "score = (mean rating + 4) / 8 * 5; sentence2 empty (single-sentence task)"
-            info = {**common, "synthetic": False, "source": source, "built": built}
-            _write_task(out_dir, "stsb", files, info)
-            stats["stsb"] = {k: len(v) - 1 for k, v in files.items()}
+        stats.update(_write_vader_tasks(out_dir, tasks, vader_cache, vader_md5, dev_size, common))
     if "mrpc" in tasks:
-        web = bibles.get("WEB") or export_bible("WEB")
-        kjv = bibles.get("KJV") or export_bible("KJV")
-        chapters = sorted({(v.book, v.chapter) for v in web})
-        train_ch, dev_ch = _split(chapters, max(1, len(chapters) // 10), seed, "mrpc")
-        rng = random.Random(f"{seed}:mrpc-pairs")
-        header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
-        rows = {}
-        for split, chs, size in (("train", train_ch, mrpc_train_size), ("dev", dev_ch, dev_size)):
-            keep = set(chs)
-            rows[split] = mrpc_rows(
-                [v for v in web if (v.book, v.chapter) in keep],
-                [v for v in kjv if (v.book, v.chapter) in keep],
-                size,
-                rng,
-            )
-        rows["dev"] = _drop_shared(rows["train"], rows["dev"], [3, 4])
-        files = {split: [header, *r] for split, r in rows.items()}
-        info = {
-            **common,
-            "synthetic": False,
-            "source": "SWORD modules WEB and KJV (diatheke)",
-            "built": "1: the same verse in WEB and KJV; 0: a WEB verse and a different KJV verse "
-            "of the same chapter; balanced; dev chapters disjoint from train chapters",
-        }
-        _write_task(out_dir, "mrpc", files, info)
-        stats["mrpc"] = {k: len(v) for k, v in rows.items()}
+        stats["mrpc"] = _write_mrpc(out_dir, bibles or {}, mrpc_train_size, dev_size, common)
     if "cola" in tasks:
-        low, high = COLA_WORDS
-        real = wordnet_examples(wordnet_dir, param="data.text.wordnet_dir")
-        real = [s for s in real if low <= len(s.split()) <= high and "\t" not in s]
-        train, dev = _split(real, dev_size, seed, "cola")
-        rng = random.Random(f"{seed}:cola-edits")
-        real_set = set(real)
-        rows = {
-            "train": cola_rows(train, cola_train_size, rng, real_set),
-            "dev": cola_rows(dev, dev_size, rng, real_set),
-        }
-        rows["dev"] = _drop_shared(rows["train"], rows["dev"], [3])
-        info = {
-            **common,
-            "synthetic": True,
-            "source": "WordNet example sentences (Debian wordnet-base)",
-            "built": "label 1: a real sentence as is; label 0: the same kind of sentence with two "
-            "adjacent words swapped, a word dropped or a word repeated. Not human judgements.",
-        }
-        _write_task(out_dir, "cola", rows, info)
-        stats["cola"] = {k: len(v) for k, v in rows.items()}
+        stats["cola"] = _write_cola(out_dir, wordnet_dir, cola_train_size, dev_size, common)
     log.info("wrote GLUE stand-ins: %s", {k: v for k, v in stats.items() if k != "vader"})
     return stats
+
+
+def _write_vader_tasks(
+    out_dir: Path,
+    tasks: tuple[str, ...],
+    vader_cache: str | os.PathLike,
+    vader_md5: str | None,
+    dev_size: int,
+    common: dict,
+) -> dict:
+    """SST-2 and STS-B from vaderSentiment's rated movie snippets; their stats and the read's."""
+    stats: dict = {}
+    seed = common["seed"]
+    snippets, stats["vader"] = read_vader_snippets(fetch_vader(vader_cache, vader_md5))
+    train, dev = _split(_unique_texts(snippets), dev_size, seed, "vader")
+    source = f"vaderSentiment {VADER_VERSION} sdist, {VADER_INNER}:{VADER_MOVIES}"
+    if "sst2" in tasks:
+        header = "sentence\tlabel"
+        files = {"train": [header, *sst2_rows(train)], "dev": [header, *sst2_rows(dev)]}
+        built = "label 1 if the snippet's mean human rating > 0; |rating| < 1 dropped"
+        info = {**common, "synthetic": False, "source": source, "built": built}
+        _write_task(out_dir, "sst2", files, info)
+        stats["sst2"] = {k: len(v) - 1 for k, v in files.items()}
+    if "stsb" in tasks:
+        header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
+        header += "sentence1\tsentence2\tscore"
+        files = {"train": [header, *stsb_rows(train)], "dev": [header, *stsb_rows(dev)]}
+        built = "score = (mean rating + 4) / 8 * 5; sentence2 empty (single-sentence task)"
+        info = {**common, "synthetic": False, "source": source, "built": built}
+        _write_task(out_dir, "stsb", files, info)
+        stats["stsb"] = {k: len(v) - 1 for k, v in files.items()}
+    return stats
+
+
+def _write_mrpc(
+    out_dir: Path, bibles: dict[str, list[Verse]], train_size: int, dev_size: int, common: dict
+) -> dict[str, int]:
+    """MRPC from the same verses in two Bible translations; rows per split."""
+    seed = common["seed"]
+    web = bibles.get("WEB") or export_bible("WEB")
+    kjv = bibles.get("KJV") or export_bible("KJV")
+    chapters = sorted({(v.book, v.chapter) for v in web})
+    train_ch, dev_ch = _split(chapters, max(1, len(chapters) // 10), seed, "mrpc")
+    rng = random.Random(f"{seed}:mrpc-pairs")
+    header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+    rows = {}
+    for split, chs, size in (("train", train_ch, train_size), ("dev", dev_ch, dev_size)):
+        keep = set(chs)
+        rows[split] = mrpc_rows(
+            [v for v in web if (v.book, v.chapter) in keep],
+            [v for v in kjv if (v.book, v.chapter) in keep],
+            size,
+            rng,
+        )
+    rows["dev"] = _drop_shared(rows["train"], rows["dev"], [3, 4])
+    files = {split: [header, *r] for split, r in rows.items()}
+    info = {
+        **common,
+        "synthetic": False,
+        "source": "SWORD modules WEB and KJV (diatheke)",
+        "built": "1: the same verse in WEB and KJV; 0: a WEB verse and a different KJV verse "
+        "of the same chapter; balanced; dev chapters disjoint from train chapters",
+    }
+    _write_task(out_dir, "mrpc", files, info)
+    return {k: len(v) for k, v in rows.items()}
+
+
+def _write_cola(
+    out_dir: Path, wordnet_dir: str | os.PathLike, train_size: int, dev_size: int, common: dict
+) -> dict[str, int]:
+    """CoLA from WordNet's example sentences and corrupted copies; rows per split."""
+    seed = common["seed"]
+    low, high = COLA_WORDS
+    real = wordnet_examples(wordnet_dir, param="data.text.wordnet_dir")
+    real = [s for s in real if low <= len(s.split()) <= high and "\t" not in s]
+    train, dev = _split(real, dev_size, seed, "cola")
+    rng = random.Random(f"{seed}:cola-edits")
+    real_set = set(real)
+    rows = {
+        "train": cola_rows(train, train_size, rng, real_set),
+        "dev": cola_rows(dev, dev_size, rng, real_set),
+    }
+    rows["dev"] = _drop_shared(rows["train"], rows["dev"], [3])
+    info = {
+        **common,
+        "synthetic": True,
+        "source": "WordNet example sentences (Debian wordnet-base)",
+        "built": "label 1: a real sentence as is; label 0: the same kind of sentence with two "
+        "adjacent words swapped, a word dropped or a word repeated. Not human judgements.",
+    }
+    _write_task(out_dir, "cola", rows, info)
+    return {k: len(v) for k, v in rows.items()}

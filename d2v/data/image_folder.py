@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from d2v.atomic import atomic_path, write_json
 from d2v.data.errors import DataError
+from d2v.data.meta import VisionMeta
 from d2v.data.pool import ordered_map, process_pool
 
 log = logging.getLogger(__name__)
@@ -225,14 +226,14 @@ def prepare_image_folder(
     on_corrupt: str = "skip",
     shard_size: int = 10000,
     workers: int = 2,
-) -> dict:
+) -> VisionMeta:
     """Decode `src_dir/{train,val}/<class>/*` into uint8 shards and meta.json under `out_dir`.
 
     Classes are the sorted folder names of `train` (required); `val`, if present, uses the same
     mapping. Files are read in sorted order, so the output is deterministic. Images that do not
     decode are skipped, counted and listed in meta.json (`on_corrupt="skip"`), or stop the run with a
     DataError naming the file (`"fail"`); either way `out_dir` appears only when complete.
-    `workers` decode processes (1 = in this process). Returns the meta dict written to meta.json:
+    `workers` decode processes (1 = in this process). Returns the meta written to meta.json:
     classes, image_size, channels, shard_size, counts and shards per split, skipped
     `{"count", "files"}`, and per-channel train `mean`/`std` in [0, 1].
     """
@@ -268,18 +269,18 @@ def prepare_image_folder(
             raise DataError(f"no readable images in {train_dir}")
         mean, std = _mean_std(results["train"].histogram)
         skipped = [name for r in results.values() for name in r.skipped]
-        meta = {
-            "classes": classes,
-            "image_size": image_size,
-            "channels": channels,
-            "shard_size": shard_size,
-            "counts": {split: r.count for split, r in results.items()},
-            "shards": {split: r.shards for split, r in results.items()},
-            "skipped": {"count": len(skipped), "files": skipped},
-            "mean": mean,
-            "std": std,
-        }
-        write_json(tmp / "meta.json", meta)
+        meta = VisionMeta(
+            classes=classes,
+            image_size=image_size,
+            channels=channels,
+            shard_size=shard_size,
+            counts={split: r.count for split, r in results.items()},
+            shards={split: r.shards for split, r in results.items()},
+            skipped={"count": len(skipped), "files": skipped},
+            mean=mean,
+            std=std,
+        )
+        write_json(tmp / "meta.json", meta.to_json())
     if skipped:
         log.warning(
             "skipped %d unreadable images (listed in %s): %s",
@@ -287,5 +288,5 @@ def prepare_image_folder(
             out_dir / "meta.json",
             ", ".join(skipped[:5]),
         )
-    log.info("prepared %s: %s", out_dir, meta["counts"])
+    log.info("prepared %s: %s", out_dir, meta.counts)
     return meta

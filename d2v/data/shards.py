@@ -7,7 +7,6 @@ normalize op: no per-image Python work and no image files opened during training
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from d2v.data.errors import DataError
+from d2v.data.meta import VisionMeta, read_meta
 
 
 @dataclass
@@ -39,23 +39,14 @@ class ImageSplit:
         return len(self.labels)
 
 
-def load_meta(prepared_dir: str | os.PathLike) -> dict:
-    """The meta.json a prepare run wrote (classes, counts, skipped files, mean/std, ...)."""
-    path = Path(prepared_dir) / "meta.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read prepared-data metadata {path}: {e}") from e
-
-
 def load_image_split(prepared_dir: str | os.PathLike, split: str) -> ImageSplit:
     """Load `split` ("train" or "val") of a prepared folder; checks shards against meta.json."""
-    meta = load_meta(prepared_dir)
+    meta = read_meta(prepared_dir, VisionMeta)
     split_dir = Path(prepared_dir) / split
-    if split not in meta["counts"]:
+    if split not in meta.counts:
         raise DataError(f"split {split!r} not in {split_dir.parent / 'meta.json'}")
     images, labels = [], []
-    for shard in range(meta["shards"][split]):
+    for shard in range(meta.shards[split]):
         images_path = split_dir / f"images-{shard:05d}.npy"
         labels_path = split_dir / f"labels-{shard:05d}.npy"
         try:
@@ -67,9 +58,9 @@ def load_image_split(prepared_dir: str | os.PathLike, split: str) -> ImageSplit:
             raise DataError(f"shard {images_path}: images {images[-1].shape} for {labels_path}")
     all_images = images[0] if len(images) == 1 else np.concatenate(images)
     all_labels = np.concatenate(labels).astype(np.int64, copy=False)
-    if len(all_labels) != meta["counts"][split]:
-        raise DataError(f"{split_dir}: {len(all_labels)} images, meta.json says {meta['counts']}")
-    return ImageSplit(all_images, all_labels, list(meta["classes"]))
+    if len(all_labels) != meta.counts[split]:
+        raise DataError(f"{split_dir}: {len(all_labels)} images, meta.json says {meta.counts}")
+    return ImageSplit(all_images, all_labels, list(meta.classes))
 
 
 class ImageBatch(NamedTuple):

@@ -1,13 +1,13 @@
-"""Per-modality pieces (frontends, data views, masks). The registries below are the one place
-that maps a modality to them; speech and text add their entries here."""
+"""Per-modality pieces (frontends, data views, masks). Which module serves a modality is its
+entry in d2v/registry.py; these two look it up for the training and downstream stages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from d2v.config import Modality, Params
+from d2v.registry import resolve
 
 if TYPE_CHECKING:
     from d2v.downstream import DownstreamTask
@@ -15,25 +15,8 @@ if TYPE_CHECKING:
 
 
 def pretrain_spec(params: Params, modality: Modality, prepared_dir: Path) -> PretrainSpec:
-    return _registry(modality)[0](params, prepared_dir)
+    return resolve(modality, "pretrain")(params, prepared_dir)
 
 
 def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:
-    modality = params.finetune[task].modality
-    return _registry(modality)[1](params, task, prepared_dir)
-
-
-def _registry(modality: Modality) -> tuple[Callable, Callable]:
-    if modality == Modality.vision:
-        from d2v.modalities import vision
-
-        return vision.pretrain_spec, vision.downstream_task
-    if modality == Modality.speech:
-        from d2v.modalities import speech
-
-        return speech.pretrain_spec, speech.downstream_task
-    if modality == Modality.text:
-        from d2v.modalities import text
-
-        return text.pretrain_spec, text.downstream_task
-    raise NotImplementedError(f"modality {modality.value} is not available yet")
+    return resolve(params.finetune[task].modality, "downstream")(params, task, prepared_dir)

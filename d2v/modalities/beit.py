@@ -16,7 +16,6 @@ from d2v.encoder import Frontend, Tokens
 from d2v.masking import MaskInfo
 from d2v.modalities.image import sincos_2d
 
-ABSOLUTE = ("sincos", "learned")
 RELATIVE = {"relative": "layer", "shared_relative": "shared"}  # pos -> the backbone's rel_pos
 
 
@@ -37,10 +36,6 @@ class BeitFrontend(Frontend):
         nn.init.trunc_normal_(self.mask_emb, std=0.02)
         w = self.patch_embed.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid[0] * self.grid[1]
 
     def forward(
         self, images: Tensor, mask: MaskInfo | None = None, visible_only: bool = False

@@ -45,10 +45,6 @@ class ImageFrontend(Frontend):
         w = self.patch_embed.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a linear layer (MAE)
 
-    @property
-    def num_tokens(self) -> int:
-        return self.grid[0] * self.grid[1]
-
     def forward(
         self, images: Tensor, mask: MaskInfo | None = None, visible_only: bool = False
     ) -> Tokens:

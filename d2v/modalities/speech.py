@@ -16,9 +16,9 @@ from d2v.data.audio_shards import (
     AudioSplit,
     duration_subset,
     load_audio_split,
-    load_speech_meta,
     pad_waves,
 )
+from d2v.data.meta import SpeechMeta, read_meta
 from d2v.data.shards import stratified_subset
 from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
@@ -108,8 +108,8 @@ class SpeechWaves:
 
 def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     cfg = params.pretrain.speech
-    meta = load_speech_meta(prepared_dir)
-    data = SpeechWaves(load_audio_split(prepared_dir, "train"), cfg, meta["sample_rate"])
+    meta = read_meta(prepared_dir, SpeechMeta)
+    data = SpeechWaves(load_audio_split(prepared_dir, "train"), cfg, meta.sample_rate)
     return PretrainSpec.from_config(
         cfg,
         Modality.speech,
@@ -161,10 +161,10 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
     on held-out speakers; the other eval splits (e.g. the real LibriVox clips) as extras."""
     cfg = params.pretrain.speech
     task_cfg = params.finetune[task]
-    meta = load_speech_meta(prepared_dir)
-    vocab = list(meta["vocab"])
+    meta = read_meta(prepared_dir, SpeechMeta)
+    vocab = list(meta.vocab)
     train = load_audio_split(prepared_dir, "train")
-    eval_names = list(meta["eval_splits"])
+    eval_names = list(meta.eval_splits)
     primary = eval_names[0]
     evals = {name: load_audio_split(prepared_dir, name) for name in eval_names}
 
@@ -178,7 +178,7 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
     def subset(fraction: float, seed: int) -> np.ndarray:
         if task_cfg.labeled_seconds is not None:
             return duration_subset(
-                train.lengths, train.speakers, task_cfg.labeled_seconds, meta["sample_rate"], seed
+                train.lengths, train.speakers, task_cfg.labeled_seconds, meta.sample_rate, seed
             )
         return stratified_subset(train.speakers, fraction, seed)
 

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from d2v.architecture import layout
 from d2v.config import Method, Modality, ModelConfig, Params, TextPretrainConfig
-from d2v.data.text_shards import load_blocks, load_glue_split, load_text_meta
+from d2v.data.meta import TextMeta, read_meta
+from d2v.data.text_shards import load_blocks, load_glue_split
 from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
@@ -48,8 +49,8 @@ _METRIC_FNS = {
 }
 
 
-def special_ids(meta: dict) -> dict[str, int]:
-    return {k: int(v) for k, v in meta["special_ids"].items()}
+def special_ids(meta: TextMeta) -> dict[str, int]:
+    return {k: int(v) for k, v in meta.special_ids.items()}
 
 
 def max_positions(params: Params) -> int:
@@ -77,11 +78,11 @@ class TextBlocks:
     """Pretraining view: fixed-length token blocks and their masks, special tokens never (data2vec:
     BERT masks; data2vec 2.0: `clone_batch` fixed-count masks per block)."""
 
-    def __init__(self, blocks: np.ndarray, cfg: TextPretrainConfig, meta: dict):
+    def __init__(self, blocks: np.ndarray, cfg: TextPretrainConfig, meta: TextMeta):
         self.blocks = blocks
         self.cfg = cfg
         self.ids = special_ids(meta)
-        self.vocab_size = int(meta["vocab_size"])
+        self.vocab_size = meta.vocab_size
         self.num_special = len(self.ids)
 
     def __len__(self) -> int:
@@ -113,10 +114,10 @@ class TextBlocks:
 
 def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     cfg = params.pretrain.text
-    meta = load_text_meta(prepared_dir)
+    meta = read_meta(prepared_dir, TextMeta)
     data = TextBlocks(load_blocks(prepared_dir, "train"), cfg, meta)
     pad = special_ids(meta)["pad"]
-    vocab, max_len = int(meta["vocab_size"]), max_positions(params)
+    vocab, max_len = meta.vocab_size, max_positions(params)
     return PretrainSpec.from_config(
         cfg,
         Modality.text,
@@ -178,10 +179,10 @@ def task_scores(task: str, kind: str, pred: Tensor, labels: Tensor) -> dict[str,
 def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:
     """A GLUE task (or its embedded stand-in): classification or regression on the mean-pooled
     encoder output, scored with the task's official metrics on its dev set."""
-    meta = load_text_meta(prepared_dir)
-    info = meta["tasks"][task]
+    meta = read_meta(prepared_dir, TextMeta)
+    info = meta.tasks[task]
     pad = special_ids(meta)["pad"]
-    vocab, max_len = int(meta["vocab_size"]), max_positions(params)
+    vocab, max_len = meta.vocab_size, max_positions(params)
     train = load_glue_split(prepared_dir, task, "train")
     evals = {s: load_glue_split(prepared_dir, task, s) for s in info["eval_splits"]}
     primary, *others = info["eval_splits"]

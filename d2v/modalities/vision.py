@@ -12,7 +12,8 @@ from torch import Tensor
 
 from d2v.architecture import layout
 from d2v.config import Arch, Method, Modality, ModelConfig, Params, VisionPretrainConfig
-from d2v.data.shards import ImageBatches, ImageSplit, load_image_split, load_meta
+from d2v.data.meta import VisionMeta, read_meta
+from d2v.data.shards import ImageBatches, ImageSplit, load_image_split
 from d2v.decoder import ConvDecoder
 from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
@@ -74,10 +75,10 @@ class VisionImages:
 def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
     cfg = params.pretrain.vision
     data_cfg = params.data.vision
-    meta = load_meta(prepared_dir)
+    meta = read_meta(prepared_dir, VisionMeta)
     split = load_image_split(prepared_dir, "train")
     grid = (data_cfg.image_size // cfg.patch_size,) * 2
-    data = VisionImages(split, meta["mean"], meta["std"], grid, cfg)
+    data = VisionImages(split, meta.mean, meta.std, grid, cfg)
     channels = split.images.shape[-1]
     return PretrainSpec.from_config(
         cfg,
@@ -95,10 +96,10 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
     """Image classification on the prepared train/val splits, scored by top-1 accuracy."""
     cfg = params.pretrain.vision
     data_cfg = params.data.vision
-    meta = load_meta(prepared_dir)
+    meta = read_meta(prepared_dir, VisionMeta)
     train = load_image_split(prepared_dir, "train")
     val = load_image_split(prepared_dir, "val")
-    mean, std = meta["mean"], meta["std"]
+    mean, std = meta.mean, meta.std
     channels = train.images.shape[-1]
 
     def train_pass(indices: np.ndarray, batch_size: int, seed: int) -> ImageBatches:
@@ -109,7 +110,7 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
         modality=Modality.vision,
         dataset="fashion-mnist" if data_cfg.source == "fashion_mnist" else "imagenet-1k",
         metric="top1",
-        num_classes=len(meta["classes"]),
+        num_classes=len(meta.classes),
         train_labels=train.labels,
         build_encoder=lambda: build_encoder(params.model, cfg, data_cfg.image_size, channels),
         train_pass=train_pass,
