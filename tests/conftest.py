@@ -12,13 +12,7 @@ import numpy as np
 import pytest
 
 from d2v.data.wordnet import wordnet_examples
-from tests.helpers import (  # noqa: F401 (REPO, TINY, subprocess_env: test_pipeline imports them here)
-    REPO,
-    TINY,
-    fake_vader_sdist,
-    subprocess_env,
-    tiny_params,
-)
+from tests.helpers import fake_vader_sdist, tiny_params
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

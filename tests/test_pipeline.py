@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import REPO, TINY, subprocess_env
+from tests.helpers import REPO, TINY, subprocess_env
 
 pytestmark = pytest.mark.slow
 
