@@ -384,9 +384,11 @@ def test_the_default_encoders_export_to_hf(reproduced: Path, tmp_path: Path) -> 
 
     cli = [sys.executable, "-m", "d2v.cli"]
     for modality, cls in (("vision", "Data2VecVisionModel"), ("text", "Data2VecTextModel")):
-        sh([*cli, "export", modality, "--to", str(tmp_path / modality)], reproduced)
+        sh([*cli, "export", modality, "--to", "hf", str(tmp_path / modality)], reproduced)
         assert type(AutoModel.from_pretrained(tmp_path / modality)).__name__ == cls
-    r = sh([*cli, "export", "speech", "--to", str(tmp_path / "speech")], reproduced, check=False)
+    r = sh(
+        [*cli, "export", "speech", "--to", "hf", str(tmp_path / "speech")], reproduced, check=False
+    )
     assert r.returncode == 2 and "frontend" in r.stderr, r.stderr
 
 
