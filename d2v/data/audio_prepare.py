@@ -1,16 +1,7 @@
 """Decode LibriSpeech-layout speech once into length-sorted arrays (the prepare stage).
 
 Input: `raw_dir/<subset>/<speaker>/<chapter>/...` (LibriSpeech or the flite corpus). Output,
-written atomically as a whole:
-
-    out_dir/meta.json                sample_rate, vocab, splits, eval/dev split, skipped, source
-    out_dir/<split>/audio.npy        float16 (S,): every waveform, concatenated, sorted by length
-    out_dir/<split>/offsets.npy      int64 (N+1,): utterance i is audio[offsets[i]:offsets[i+1]]
-    out_dir/<split>/labels.npy       int16 (L,): character ids (index into VOCAB), concatenated
-    out_dir/<split>/label_offsets.npy  int64 (N+1,)
-    out_dir/<split>/index.json       ids, speakers, transcripts, in the same order
-
-Dims: N utterances, S samples at `sample_rate` Hz, L characters, B batch, T padded samples.
+written atomically as a whole: the folder layout `audio_shards.py` documents and reads.
 Each waveform is mono, resampled to `sample_rate`, and normalized to zero mean and unit variance
 per utterance (wav2vec 2.0's `normalize=True`, which data2vec's speech models use). Sorting by
 length lets a batch sampler bucket similar lengths and keeps padding small.

@@ -3,14 +3,7 @@ encoded GLUE tasks.
 
 Input (`raw_dir`): `corpus/*.txt` (documents, see `text_corpus.py`) and `glue/<task>/<split>.tsv`
 (GLUE layout, see `glue.py`; real GLUE or the embedded stand-ins). Output, written atomically as
-a whole:
-
-    out_dir/tokenizer.json                  byte-level BPE (`bpe.py`), specials at ids 0..4
-    out_dir/pretrain/train.npy              int32 (N, T) blocks of T = block_size tokens
-    out_dir/pretrain/valid.npy              int32 (M, T) held-out blocks (about 2%)
-    out_dir/glue/<task>/<split>.npz         input_ids int32 (N, L), labels (N,): int64 class ids
-                                            or float32 regression targets
-    out_dir/meta.json                       vocab, special ids, sizes, corpus and task stats
+a whole: the folder layout `text_shards.py` documents and reads.
 
 Dims: N examples or blocks, T = block_size, L = max_seq_len.
 
