@@ -40,8 +40,8 @@ def run_export(modality: Modality, pretrained: Path, prepared: Path, out: Path) 
     if not path.exists():
         raise InteropError(f"{path}: missing (run `dvc repro pretrain@{modality.value}` first)")
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    if "pretrain" not in saved["config"]:  # `d2v import` wrote it: its source is the HF model
-        source = saved["config"].get("hf", {}).get("source", "an HF directory")
+    if "hf" in saved["config"]:  # `d2v import` wrote it: its source is the HF model
+        source = saved["config"]["hf"].get("source", "an HF directory")
         raise InteropError(f"{path}: imported from {source}, which is the HF model already")
     encoder, model = hf.rebuild(saved["config"], saved["encoder"], prepared)
     hf_model = hf.to_hf(encoder, model)
