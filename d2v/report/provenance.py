@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from d2v.headline import Row
-from d2v.report.sources import tag
+from d2v.report.sources import stage_runs, tag
 
 # A headline row's metric as the evaluate run logged it (the GLUE row's `avg` is one of these).
 GLUE_KEYS = ("glue", "glue_partial")
@@ -34,11 +34,11 @@ def producing_run(runs: pd.DataFrame, row: Row) -> pd.Series | None:
     newest one when several did (`runs` is newest first); None when none did."""
     if runs.empty:
         return None
-    mine = runs[
-        (tag(runs, "stage") == "evaluate")
-        & (tag(runs, "task") == row.task)
-        & (tag(runs, "mlflow.parentRunId") == "")
-        & (runs["status"] == "FINISHED")
+    evaluate = stage_runs(runs, "evaluate")
+    mine = evaluate[
+        (tag(evaluate, "task") == row.task)
+        & (tag(evaluate, "mlflow.parentRunId") == "")
+        & (evaluate["status"] == "FINISHED")
     ]
     for key in _logged_keys(row):
         cols = [f"metrics.pretrained_{key}", f"metrics.scratch_{key}"]
