@@ -17,6 +17,9 @@ VISION = [(k, "ffn", s, v) for k, vals in ((1, (60.0, 62.0)), (4, (66.0, 66.5)))
 # speech (CER, lower is better): K = 1 better than K = 3, a disagreement with the paper
 SPEECH = [(k, "ffn", s, v) for k, vals in ((1, (40.0, 41.0)), (3, (45.0, 46.0))) for s, v in
           enumerate(vals)] + [(3, "attn", 0, 70.0), (3, "attn", 1, 72.0)]  # fmt: skip
+# text (sst2 probe accuracy): every cell within a point of the majority class, 50.9
+TEXT = [(k, "ffn", s, v) for k, vals in ((1, (51.2, 50.6)), (3, (50.9, 51.5))) for s, v in
+        enumerate(vals)]  # fmt: skip
 
 
 def _run(client, exp: str, name: str, tags: dict, parent: str | None = None) -> str:
@@ -26,11 +29,13 @@ def _run(client, exp: str, name: str, tags: dict, parent: str | None = None) -> 
     return client.create_run(exp, tags={k: str(v) for k, v in tags.items()}).info.run_id
 
 
-def _grid(client, exp: str, modality: str, cells: list, default_k: int, direction: str) -> None:
+def _grid(
+    client, exp: str, modality: str, cells: list, default_k: int, direction: str, objective: str
+) -> None:
     block = f"pretrain.{modality}.v2.targets"
     tags = {"stage": "ablate", "modality": modality}
     parent = _run(client, exp, f"ablate/{modality}", tags)
-    for k, v in {"design": "one_at_a_time", "direction": direction, "objective": "probe",
+    for k, v in {"design": "one_at_a_time", "direction": direction, "objective": objective,
                  "default.top_k": default_k, "default.sublayer": "ffn",
                  "param.top_k": f"{block}.top_k", "param.sublayer": f"{block}.sublayer"}.items():  # fmt: skip
         client.log_param(parent, f"ablate.{k}", str(v))
@@ -52,8 +57,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uri = f"sqlite:///{tmp}/mlruns.db"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("d2v", artifact_location=(tmp / "art").as_uri())
-    _grid(client, exp, "vision", VISION, 4, "maximize")
-    _grid(client, exp, "speech", SPEECH, 3, "minimize")
+    _grid(client, exp, "vision", VISION, 4, "maximize", "linear probe top1 on imagenet")
+    _grid(client, exp, "speech", SPEECH, 3, "minimize", "linear probe cer on librispeech")
+    _grid(client, exp, "text", TEXT, 3, "maximize", "linear probe score on sst2")
+    evaluate = _run(client, exp, "evaluate/sst2", {"stage": "evaluate", "task": "sst2"})
+    client.log_metric(evaluate, "chance_accuracy", 50.9)
     return build_report(uri, "d2v", tmp / "out")
 
 
@@ -65,6 +73,9 @@ def test_ablation_tables_beside_the_paper_with_trends_in_words(report: Path) -> 
     assert "| vision | 4 | 66.25 ± 0.35 (n=2) |" in k
     assert "vision: K-averaging beats K = 1" in k
     assert "speech: Disagrees with the paper: K = 1 (40.50 ± 0.71 (n=2))" in k
+    # a grid whose probe reads nothing is flagged, not ranked (vision's chance was never logged)
+    assert "text: At chance level in every cell (50.90)" in k
+    assert "vision: At chance" not in section and "speech: At chance" not in section
     sub = section.split("### sublayer")[1]
     assert "paper scale: Table 5" in sub and "| speech | ffn | 45.50 ± 0.71 (n=2) | 13.1 |" in sub
     assert "| vision | attn | collapsed (2/2) | 100 (unusable) |" in sub

@@ -73,8 +73,41 @@ def _best_first(rows: list[dict], direction: str) -> list[str]:
     ]
 
 
-def verdict(axis: str, rows: list[dict], direction: str) -> str:
+def at_chance(rows: list[dict], chance: float | None) -> bool:
+    """Whether every value of the axis scores within max(2 spread, 1 point) of the objective's
+    chance level (the headline's "not learning" rule): the cells learned nothing the probe can
+    read, so the axis cannot be ranked at this budget."""
+    scored = [r for r in rows if r["mean"] is not None]
+    if chance is None or not scored:
+        return False
+    return all(abs(r["mean"] - chance) <= max(2 * (r["std"] or 0.0), 1.0) for r in scored)
+
+
+def objective_chance(runs: pd.DataFrame, objective: str) -> float | None:
+    """The chance level of a grid's objective ("linear probe <metric> on <task>"), from the newest
+    evaluate run of that task that logged it (`chance_<metric>`; for "score", its first)."""
+    words = objective.split()
+    if len(words) < 5 or words[-2] != "on":
+        return None
+    metric, task = words[2], words[-1]
+    ev = stage_runs(runs, "evaluate")
+    ev = ev[tag(ev, "task") == task]
+    for _, run in ev.iterrows():  # newest first
+        keys = [k for k in run.index if k.startswith("metrics.chance_") and pd.notna(run[k])]
+        if metric != "score":
+            keys = [k for k in keys if k == f"metrics.chance_{metric}"]
+        if keys:
+            return float(run[keys[0]])
+    return None
+
+
+def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = None) -> str:
     """Our trend against the paper's, in words."""
+    if at_chance(rows, chance):
+        return (
+            f"At chance level in every cell ({chance:.2f}): the probe reads nothing from these "
+            "encoders at this budget, so this grid cannot test the paper's trend."
+        )
     got = {str(r["value"]): r for r in rows}
     if axis == "top_k":
         one, more = got.get("1"), [r for k, r in got.items() if k != "1" and r["mean"] is not None]
@@ -154,6 +187,7 @@ def ablations(doc: Document, runs: pd.DataFrame) -> None:
     for modality, g in parents.groupby(tag(parents, "modality"), sort=True):
         parent = g.iloc[0]  # newest
         grids[modality] = grid(parent, ab[tag(ab, "mlflow.parentRunId") == parent["run_id"]])
+        grids[modality]["chance"] = objective_chance(runs, grids[modality]["objective"])
     doc.add(
         Para(
             "Grid studies over the paper's ablation axes (`conf/ablate/<modality>.yaml`): each "
@@ -192,7 +226,10 @@ def ablations(doc: Document, runs: pd.DataFrame) -> None:
             doc.add(Para(f"Paper scale, {claim}."))
         doc.add(
             Bullets(
-                [f"{m}: {verdict(axis, g['stats'][axis], g['direction'])}" for m, g in have.items()]
+                [
+                    f"{m}: {verdict(axis, g['stats'][axis], g['direction'], g['chance'])}"
+                    for m, g in have.items()
+                ]
             ),
             Figure(
                 f"ablate_{axis}.png",
