@@ -78,7 +78,7 @@ def test_ablation_tables_beside_the_paper_with_trends_in_words(report: Path) -> 
     assert "vision: At chance" not in section and "speech: At chance" not in section
     sub = section.split("### sublayer")[1]
     assert "paper scale: Table 5" in sub and "| speech | ffn | 45.50 ± 0.71 (n=2) | 13.1 |" in sub
-    assert "| vision | attn | collapsed (2/2) | 100 (unusable) |" in sub
+    assert "| vision | attn | collapsed (2/2) |  |" in sub  # Table 5 is speech's alone
     assert "vision: Ordering ffn > attn matches Table 5's." in sub
     assert "figures/ablate_top_k.png" in section and "figures/ablate_sublayer.png" in section
 
@@ -86,3 +86,18 @@ def test_ablation_tables_beside_the_paper_with_trends_in_words(report: Path) -> 
 def test_ablation_figures_load_in_chromium(report: Path, tmp_path: Path) -> None:
     dims = image_sizes(report.with_suffix(".html"), tmp_path, "ablation")
     assert len(dims) == 2 and all(w > 0 and h > 0 for w, h in dims)
+
+
+def test_a_grid_still_running_is_not_read_as_a_trend() -> None:
+    """Cells not yet finished are neither collapsed nor an ordering."""
+    from d2v.report.ablations import verdict
+
+    def row(value: object, mean: float | None, collapsed: int = 0) -> dict:
+        return {"value": value, "mean": mean, "std": None, "n": int(mean is not None),
+                "cells": 1, "collapsed": collapsed}  # fmt: skip
+
+    k = verdict("top_k", [row(1, None), row(3, 58.0)], "maximize")
+    assert "no finished cell" in k and "collapsed" not in k
+    assert "K = 1 collapsed" in verdict("top_k", [row(1, None, 3), row(3, 58.0)], "maximize")
+    sub = verdict("sublayer", [row("attn", None), row("ffn", 58.0)], "maximize")
+    assert "Fewer than two sublayers" in sub

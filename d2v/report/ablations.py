@@ -118,6 +118,8 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
             if direction == "minimize"
             else max(more, key=lambda r: r["mean"])
         )
+        if one["mean"] is None and not one["collapsed"]:
+            return "K = 1 has no finished cell (a grid still running): no comparison yet."
         if one["mean"] is None:
             return f"K = 1 collapsed; K = {best['value']} scores {fmt_stat(best)}: agrees."
         gap = abs(best["mean"] - one["mean"])
@@ -137,7 +139,11 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
             f"K > 1 (K = {best['value']}: {fmt_stat(best)})."
         )
     if axis == "sublayer":
-        ours = _best_first(rows, direction)
+        done = [r for r in rows if r["mean"] is not None or r["collapsed"]]  # collapsed: worst
+        if len(done) < 2:
+            return "Fewer than two sublayers have finished cells: no ordering to compare."
+        got = {str(r["value"]): r for r in done}
+        ours = _best_first(done, direction)
         ref = [s for s in paper.TABLE5_ORDER if s in got]
         if ours == ref:
             return f"Ordering {' > '.join(ours)} matches Table 5's."
@@ -156,9 +162,9 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
     return f"Disagrees with the paper: normalization off ({fmt_stat(off)}) is no worse."
 
 
-def _paper_cell(axis: str, value: str) -> str:
-    if axis == "sublayer":
-        return paper.TABLE5_WER.get(value, "")
+def _paper_cell(modality: str, axis: str, value: str) -> str:
+    if axis == "sublayer":  # Table 5 is speech's
+        return paper.TABLE5_WER.get(value, "") if modality == "speech" else ""
     if axis == "top_k":
         return "worst in every modality" if value == "1" else ""
     return "speech collapses" if value == "none" else ""
@@ -216,7 +222,7 @@ def ablations(doc: Document, runs: pd.DataFrame) -> None:
             continue
         doc.add(Heading(2, axis))
         rows = [
-            [m, str(r["value"]), fmt_stat(r), _paper_cell(axis, str(r["value"]))]
+            [m, str(r["value"]), fmt_stat(r), _paper_cell(m, axis, str(r["value"]))]
             for m, g in have.items()
             for r in g["stats"][axis]
         ]
