@@ -101,3 +101,17 @@ def test_a_grid_still_running_is_not_read_as_a_trend() -> None:
     assert "K = 1 collapsed" in verdict("top_k", [row(1, None, 3), row(3, 58.0)], "maximize")
     sub = verdict("sublayer", [row("attn", None), row("ffn", 58.0)], "maximize")
     assert "Fewer than two sublayers" in sub
+
+
+def test_sublayers_and_norm_within_the_seeds_spread_are_no_trend() -> None:
+    from d2v.report.ablations import verdict
+
+    def row(value: str, mean: float, std: float) -> dict:
+        return {"value": value, "mean": mean, "std": std, "n": 3, "cells": 3, "collapsed": 0}
+
+    sub = [row("attn", 58.17, 1.0), row("ffn", 58.13, 1.16), row("block", 58.29, 1.34)]
+    assert verdict("sublayer", sub, "maximize").startswith("No ordering beyond the spread")
+    apart = [row("attn", 50.0, 1.0), row("ffn", 58.0, 1.0)]
+    assert "matches Table 5" in verdict("sublayer", apart, "maximize")
+    norm = [row("layer", 58.13, 1.16), row("none", 57.94, 0.42)]
+    assert verdict("norm", norm, "maximize").startswith("No difference beyond the spread")

@@ -64,6 +64,12 @@ def _better(a: float, b: float, direction: str) -> bool:
     return a < b if direction == "minimize" else a > b
 
 
+def _within_spread(rows: list[dict]) -> bool:
+    """Whether the means' range is covered by the largest std over seeds (no trend either way)."""
+    means = [r["mean"] for r in rows]
+    return max(means) - min(means) <= max(r["std"] or 0.0 for r in rows)
+
+
 def _best_first(rows: list[dict], direction: str) -> list[str]:
     """Axis values best to worst; values with no usable cell (collapsed) last."""
     sign = 1.0 if direction == "minimize" else -1.0
@@ -143,6 +149,12 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
         if len(done) < 2:
             return "Fewer than two sublayers have finished cells: no ordering to compare."
         got = {str(r["value"]): r for r in done}
+        scored = [r for r in done if r["mean"] is not None]
+        if len(scored) == len(done) and _within_spread(scored):
+            return (
+                "No ordering beyond the spread over seeds (all within "
+                f"{max(r['std'] or 0.0 for r in scored):.2f}): Table 5's cannot be tested here."
+            )
         ours = _best_first(done, direction)
         ref = [s for s in paper.TABLE5_ORDER if s in got]
         if ours == ref:
@@ -157,6 +169,8 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
     off = got.get("none")
     if not on or off is None:
         return "Normalization on and off are not both in the grid."
+    if off["mean"] is not None and _within_spread([on[0], off]):
+        return f"No difference beyond the spread: on {fmt_stat(on[0])} vs off {fmt_stat(off)}."
     if off["mean"] is None or _better(on[0]["mean"], off["mean"], direction):
         return f"Target normalization helps ({fmt_stat(on[0])} vs off {fmt_stat(off)}): agrees."
     return f"Disagrees with the paper: normalization off ({fmt_stat(off)}) is no worse."
