@@ -35,6 +35,11 @@ PAPER = {
 HEADERS = ("modality", "task", "metric", "pretrained", "scratch", "gain", "verdict", "paper scale")
 
 
+def near_chance(score: float, chance: float, spread: float) -> bool:
+    """The "not learning" rule: `score` within max(2 spread, 1 point) of the chance level."""
+    return abs(score - chance) <= max(2 * spread, 1.0)
+
+
 @dataclass(frozen=True)
 class Row:
     modality: str
@@ -64,8 +69,7 @@ class Row:
             return "missing"
         if self.chance is not None:
             best = min if self.lower_is_better else max
-            above = abs(best(self.pretrained, self.scratch) - self.chance)
-            if above <= max(2 * spread, 1.0):
+            if near_chance(best(self.pretrained, self.scratch), self.chance, spread):
                 return "not learning: at chance"
         if 0 < self.seeds < 2:
             return "one seed: no spread"

@@ -13,6 +13,7 @@ import pandas as pd
 from d2v.ablation.aggregate import axis_stats, fmt_stat
 from d2v.ablation.grid import AXES, SEED
 from d2v.config import Design
+from d2v.headline import near_chance
 from d2v.report import figures, paper
 from d2v.report.document import Bullets, Document, Figure, Heading, Para, Table
 from d2v.report.sources import stage_runs, tag
@@ -86,12 +87,13 @@ def at_chance(rows: list[dict], chance: float | None) -> bool:
     scored = [r for r in rows if r["mean"] is not None]
     if chance is None or not scored:
         return False
-    return all(abs(r["mean"] - chance) <= max(2 * (r["std"] or 0.0), 1.0) for r in scored)
+    return all(near_chance(r["mean"], chance, r["std"] or 0.0) for r in scored)
 
 
 def objective_chance(runs: pd.DataFrame, objective: str) -> float | None:
     """The chance level of a grid's objective ("linear probe <metric> on <task>"), from the newest
-    evaluate run of that task that logged it (`chance_<metric>`; for "score", its first)."""
+    evaluate run of that task that logged it (`chance_<metric>`; for "score", its first). The
+    string is the one `d2v.ablation.study.objective` logs on the grid's parent run."""
     words = objective.split()
     if len(words) < 5 or words[-2] != "on":
         return None
