@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,8 @@ class DownstreamTask:
     # more held-out sets, scored with their name as a prefix (e.g. real_wer, test_clean_wer)
     extra_evals: dict[str, Callable[[int], Pass]] = field(default_factory=dict)
     subset: Callable[[float, int], np.ndarray] | None = None  # (fraction, seed) -> indices
+    # the split a study selects on when the task has one apart from eval_pass (speech: dev)
+    dev_pass: Callable[[int], Pass] | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. {"synthetic": True}
 
 
@@ -49,3 +51,14 @@ def build_model(task: DownstreamTask, encoder: Encoder, cfg: TaskConfig) -> nn.M
         mask = SpanMaskConfig(prob=cfg.mask_prob, length=10, min_spans=0) if cfg.mask_prob else None
         return CTCModel(encoder, task.vocab, mask)
     return Classifier(encoder, task.num_classes)
+
+
+def selection_view(task: DownstreamTask) -> DownstreamTask:
+    """The task as a study (sweep, ablation grid, bench probe) scores it: on its dev split where
+    it has one, so that choosing among configs never looks at the split `evaluate` reports (the
+    paper's Table 5 is on dev-other too). Tasks without one (GLUE dev, ImageNet val) as they are."""
+    if task.dev_pass is None:
+        return task
+    return replace(
+        task, eval_pass=task.dev_pass, extra_evals={}, notes={**task.notes, "eval_split": "dev"}
+    )

@@ -27,7 +27,7 @@ from d2v.config import (
     to_dict,
 )
 from d2v.distributed import DistInfo
-from d2v.downstream import DownstreamTask
+from d2v.downstream import DownstreamTask, selection_view
 from d2v.encoder import Encoder
 from d2v.finetune import probe_scores
 from d2v.modalities import downstream_task, pretrain_spec
@@ -89,9 +89,10 @@ def sweep_probe(
     params: Params, modality: Modality, prepared_dir: Path, device: torch.device
 ) -> tuple[DownstreamTask, Callable[[Encoder], float]]:
     """The sweep's proxy for `modality`: its task and the encoder -> score function (the
-    sweep's linear probe, label fraction, seed and metric)."""
+    sweep's linear probe, label fraction, seed and metric), scored on the task's dev split
+    where it has one (`selection_view`)."""
     sweep = params.sweep[modality.value]
-    task = downstream_task(params, sweep.task, prepared_dir)
+    task = selection_view(downstream_task(params, sweep.task, prepared_dir))
 
     def probe(encoder: Encoder) -> float:
         return probe_value(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from d2v.config import Modality, ModelConfig, Norm, SpanMaskConfig
-from d2v.downstream import build_model
+from d2v.downstream import build_model, selection_view
 from d2v.finetune import finetune, predict
 from d2v.heads import greedy_decode, labels_to_text
 from d2v.modalities import downstream_task, pretrain_spec
@@ -140,3 +140,19 @@ def test_ctc_loss_falls_on_the_embedded_corpus(prepared_speech: Path) -> None:
     assert len(hyps) == len(refs) and all(isinstance(h, str) for h in hyps)
     scores = task.score(hyps, refs)
     assert set(scores) == {"wer", "cer"} and scores["cer"] >= 0
+
+
+def test_studies_select_on_the_dev_split_never_on_the_reported_test_split(
+    prepared_speech: Path,
+) -> None:
+    task = downstream_task(tiny_params(), "librispeech", prepared_speech)
+    study = selection_view(task)
+
+    def first_labels(passes) -> torch.Tensor:
+        return next(iter(passes(64)))[1]
+
+    dev = first_labels(task.extra_evals["dev"])
+    assert torch.equal(first_labels(study.eval_pass), dev)
+    assert not torch.equal(first_labels(task.eval_pass), dev)  # test: other speakers
+    assert study.extra_evals == {} and study.notes["eval_split"] == "dev"
+    assert task.notes["eval_split"] == "test"  # evaluate still reports test

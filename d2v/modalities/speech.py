@@ -205,5 +205,8 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
             if name != primary
         },
         subset=subset,
+        dev_pass=eval_pass(evals[meta.dev_split])
+        if meta.dev_split in evals and meta.dev_split != primary
+        else None,
         notes={"eval_split": primary},
     )
