@@ -280,6 +280,21 @@ def test_prepared_blocks(prepared: Path) -> None:
     assert (prepared / "tokenizer.json").is_file()
 
 
+def test_a_rerun_writes_byte_identical_files(prepared: Path, raw_dir: Path) -> None:
+    """The prepared folder is a pure function of its inputs (no timings, no timestamps): DVC sees
+    a re-run of prepare@text as no change, and the text chain after it stays up to date."""
+    again = raw_dir.parent / "text_prepared_again"
+    tasks = ["sst2", "stsb", "mrpc", "cola"]
+    prepare_text(raw_dir, again, 600, block_size=64, max_seq_len=48, tasks=tasks, limit_docs=300)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+    first, second = files(prepared), files(again)
+    assert sorted(first) == sorted(second)
+    assert [name for name in first if first[name] != second[name]] == []
+
+
 def test_prepared_glue(prepared: Path) -> None:
     meta = read_meta(prepared, TextMeta)
     assert meta.tasks["stsb"]["kind"] == "regression"

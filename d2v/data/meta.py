@@ -80,7 +80,7 @@ class TextMeta(PreparedMeta):
     corpus: dict[str, Any]  # documents, words, tokens, blocks, skipped lines, task_adaptive
     tasks: dict[str, dict[str, Any]]  # GLUE task -> kind, labels, metrics, splits, ...
     skipped_rows: dict[str, dict[str, Any]]  # task -> split -> read stats
-    timings: dict[str, float]
+    # no timings: the folder is a pure function of its inputs, so a re-run changes no hash
 
 
 def read_meta(prepared_dir: str | os.PathLike, kind: type[M]) -> M:

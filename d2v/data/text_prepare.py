@@ -171,11 +171,11 @@ def prepare_text(
     )
     start = time.perf_counter()
     tokenizer = train_bpe(docs, vocab_size, min_frequency)
-    timings = {"bpe_train_s": round(time.perf_counter() - start, 2)}
+    log.info("BPE trained on %d documents in %.1f s", len(docs), time.perf_counter() - start)
     start = time.perf_counter()
     docs_ids = encode_documents(tokenizer, docs)
     blocks = pack_blocks(docs_ids, block_size)
-    timings["corpus_encode_s"] = round(time.perf_counter() - start, 2)
+    log.info("corpus encoded into %d blocks in %.1f s", len(blocks), time.perf_counter() - start)
     train_blocks, valid_blocks = split_valid(blocks)
     corpus = {
         "documents": len(docs),
@@ -207,7 +207,6 @@ def prepare_text(
             corpus=corpus,
             tasks=task_infos,
             skipped_rows=skipped_rows,
-            timings=timings,
         )
         write_json(tmp / "meta.json", meta.to_json())
     log.info(
