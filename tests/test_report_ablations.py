@@ -101,6 +101,8 @@ def test_a_grid_still_running_is_not_read_as_a_trend() -> None:
     assert "K = 1 collapsed" in verdict("top_k", [row(1, None, 3), row(3, 58.0)], "maximize")
     sub = verdict("sublayer", [row("attn", None), row("ffn", 58.0)], "maximize")
     assert "Fewer than two sublayers" in sub
+    dead = verdict("sublayer", [row("attn", None, 3), row("ffn", None, 3)], "maximize")
+    assert dead.startswith("Every sublayer's cells collapsed")
 
 
 def test_sublayers_and_norm_within_the_seeds_spread_are_no_trend() -> None:

@@ -155,6 +155,8 @@ def verdict(axis: str, rows: list[dict], direction: str, chance: float | None = 
             return "Fewer than two sublayers have finished cells: no ordering to compare."
         got = {str(r["value"]): r for r in done}
         scored = [r for r in done if r["mean"] is not None]
+        if not scored:
+            return "Every sublayer's cells collapsed: no ordering to compare."
         if len(scored) == len(done) and _within_spread(scored):
             return (
                 "No ordering beyond the spread over seeds (no two sublayers differ by more than "
