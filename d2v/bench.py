@@ -39,6 +39,11 @@ def matmul_peak(dtype: torch.dtype, size: int, repeats: int, device: torch.devic
     return 2 * size**3 / best / 1e9
 
 
+def mfu(flops_per_step: float, step_s: float, peak_gflops: float) -> float:
+    """Model FLOPs utilization: achieved FLOP/s over the matmul peak (GFLOP/s)."""
+    return flops_per_step / step_s / (peak_gflops * 1e9)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -56,10 +61,6 @@ class Throughput:
     @property
     def ema_share(self) -> float:
         return self.ema_s / self.step_s
-
-    def mfu(self, peak_gflops: float) -> float:
-        """Achieved FLOP/s over the peak of the dtype the step ran in."""
-        return self.flops_per_step / self.step_s / (peak_gflops * 1e9)
 
 
 def step_throughput(

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from d2v.atomic import write_json
-from d2v.bench import Curve, Throughput, matmul_peak, step_throughput, time_to_accuracy
+from d2v.bench import Curve, Throughput, matmul_peak, mfu, step_throughput, time_to_accuracy
 from d2v.config import DeepSpeedConfig, Method, Modality, Params, Precision
 from d2v.distributed import DistInfo, init_distributed
 from d2v.modalities import pretrain_spec
@@ -46,26 +46,38 @@ def with_method(params: Params, modality: Modality, method: Method, model: Any =
     return p.validate()
 
 
+DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16}
+
+
+def precisions(params: Params) -> tuple[Precision, ...]:
+    return (Precision.fp32, Precision.bf16) if params.bench.bf16 else (Precision.fp32,)
+
+
+def measure_peak(params: Params, precision: Precision, info: DistInfo, peaks: dict) -> None:
+    """Measure `precision`'s matmul peak and keep the best of it and any earlier one: a peak
+    taken while something else had the cores would put MFU above 1."""
+    cfg = params.bench
+    got = matmul_peak(DTYPES[precision], cfg.matmul_size, cfg.matmul_repeats, info.device)
+    peaks[precision.value] = max(peaks.get(precision.value, 0.0), got)
+
+
 def throughput_entry(
     spec: PretrainSpec, params: Params, info: DistInfo, peaks: dict[str, float]
 ) -> dict[str, Any]:
+    """Steps/s, FLOPs and EMA share per precision, the peak measured again right after the
+    steps (MFU comes later, against the best peak of the whole bench: `add_mfu`)."""
     cfg = params.bench
     entry: dict[str, Any] = {"batch_size": spec.optim.batch_size}
-    for precision in (Precision.fp32, Precision.bf16) if cfg.bf16 else (Precision.fp32,):
+    for precision in precisions(params):
         ds = DeepSpeedConfig(params.deepspeed.zero_stage, precision, 1)
         t: Throughput = step_throughput(
             spec, ds, info, params.seed, cfg.warmup_steps, cfg.timed_steps
         )
-        # the peak again, right after the steps: a peak taken while something else had the
-        # cores would put MFU above 1; the best of all measurements is the machine's
-        dtype = torch.bfloat16 if precision == Precision.bf16 else torch.float32
-        again = matmul_peak(dtype, cfg.matmul_size, cfg.matmul_repeats, info.device)
-        peaks[precision.value] = max(peaks[precision.value], again)
+        measure_peak(params, precision, info, peaks)
         fields = {
             "samples_per_s": t.samples_per_s,
             "step_s": t.step_s,
             "flops_per_step": t.flops_per_step,
-            "mfu": t.mfu(peaks[precision.value]),
             "ema_share": t.ema_share,
         }
         if precision == Precision.fp32:
@@ -73,15 +85,23 @@ def throughput_entry(
         else:
             entry["bf16"] = fields
         log.info(
-            "%s %s: %.1f samples/s, %.3g FLOP/step, MFU %.1f%%, EMA %.2f%%",
+            "%s %s: %.1f samples/s, %.3g FLOP/step, EMA %.2f%%",
             spec.method.value,
             precision.value,
             t.samples_per_s,
             t.flops_per_step,
-            100 * fields["mfu"],
             100 * t.ema_share,
         )
     return entry
+
+
+def add_mfu(methods: dict[str, dict], peaks: dict[str, float]) -> None:
+    """Every method's MFU, per precision, against the best peak the bench measured."""
+    for name, entry in methods.items():
+        for precision, fields in (("fp32", entry), ("bf16", entry.get("bf16"))):
+            if fields is not None:
+                fields["mfu"] = mfu(fields["flops_per_step"], fields["step_s"], peaks[precision])
+                log.info("%s %s: MFU %.1f%%", name, precision, 100 * fields["mfu"])
 
 
 def hf_entry(
@@ -154,11 +174,9 @@ def run_bench(params: Params, modality: Modality, prepared: Path, out_json: Path
     cfg = params.bench
     tracker = Tracker(params.tracking, active=info.is_main)
     size = cfg.model or params.model
-    peaks = {"fp32": matmul_peak(torch.float32, cfg.matmul_size, cfg.matmul_repeats, info.device)}
-    if cfg.bf16:
-        peaks["bf16"] = matmul_peak(
-            torch.bfloat16, cfg.matmul_size, cfg.matmul_repeats, info.device
-        )
+    peaks: dict[str, float] = {}
+    for precision in precisions(params):
+        measure_peak(params, precision, info, peaks)
     log.info("matmul peak: %s GFLOP/s", {k: round(v, 1) for k, v in peaks.items()})
     result: dict[str, Any] = {
         "modality": modality.value,
@@ -177,10 +195,7 @@ def run_bench(params: Params, modality: Modality, prepared: Path, out_json: Path
             if cfg.hf:
                 entry.update(hf_entry(spec, p, modality, info))
             result["methods"][method.value] = entry
-        for entry in result["methods"].values():  # every MFU against the best peak seen
-            for fields, peak in ((entry, peaks["fp32"]), (entry.get("bf16"), peaks.get("bf16"))):
-                if fields is not None and peak is not None:
-                    fields["mfu"] = fields["flops_per_step"] / fields["step_s"] / (peak * 1e9)
+        add_mfu(result["methods"], peaks)
         if cfg.time_to_accuracy:
             curves = {}
             for method in cfg.methods:
