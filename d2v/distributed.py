@@ -80,7 +80,6 @@ def init_distributed() -> DistInfo:
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(free_port()),
         )
-    check_build_locks()
     import deepspeed
     import torch.distributed as dist
 
@@ -90,6 +89,9 @@ def init_distributed() -> DistInfo:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+        if os.environ.get("WORLD_SIZE") == "1":
+            skip_shm_comm_op()
+    check_build_locks()
     if not dist.is_initialized():
         deepspeed.init_distributed(
             dist_backend="nccl" if device.type == "cuda" else "gloo", verbose=False
@@ -97,6 +99,21 @@ def init_distributed() -> DistInfo:
     info = DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
     log.info("rank %d of %d on %s", info.rank, info.world_size, device)
     return info
+
+
+# DeepSpeed's CPU backend compiles a shared-memory all-reduce op at its first init: 35 s on 2
+# cores in every new venv (the build is keyed on the venv's path, and each venv's build replaces the
+# last one's), ~1.5 s to load after. It serves several ranks on one host; a lone process has none.
+SHM_COMM_OP = "deepspeed_shm_comm"
+
+
+def skip_shm_comm_op() -> None:
+    """Mark DeepSpeed's CPU shared-memory comm op unavailable, so that the next
+    `deepspeed.init_distributed` neither builds nor loads it (its collectives then go through
+    torch.distributed, which a world of one rank never calls across processes)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -170,3 +170,19 @@ def test_killed_run_resumes_to_the_uninterrupted_state(
     for h in history(straight):
         if h["step"] in resumed:
             assert resumed[h["step"]] == pytest.approx(h["loss"], rel=1e-5)
+
+
+def test_a_lone_cpu_process_neither_builds_nor_loads_the_shm_comm_op(tmp_path: Path) -> None:
+    """The shared-memory all-reduce serves ranks on one host: a world of one skips it (its first
+    build in a new venv took 35 s), while a launcher's several ranks keep it (the tests above)."""
+    code = (
+        "from d2v.distributed import init_distributed; info = init_distributed();"
+        "from deepspeed.comm import comm; print(info.world_size, comm.cdb.shm_comm_op is None)"
+    )
+    env = subprocess_env(TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["1", "True"]
+    assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").rglob("*.so"))

@@ -62,11 +62,11 @@ def _vision_v1() -> VisionV1Config:
 
 def _vision_v2() -> VisionV2Config:
     return VisionV2Config(
-        ema=EmaConfig(0.999, 0.9999, 1000),
+        ema=EmaConfig(0.999, 0.9999, 500),
         targets=TargetConfig(None, Norm.instance, Norm.layer, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
         optim=OptimConfig(
-            steps=1000, batch_size=32, lr=0.002, warmup_steps=100, weight_decay=0.05, beta2=0.95
+            steps=500, batch_size=32, lr=0.002, warmup_steps=50, weight_decay=0.05, beta2=0.95
         ),
         clone_batch=8,
         decoder=DecoderConfig(dim=64, layers=3, kernel=3, groups=16),
