@@ -1,8 +1,6 @@
 """DVC stage `evaluate@<item>` (see dvc.yaml): reads params.yaml, runs `d2v evaluate`."""
 
-import sys
-
-from d2v.cli import main
+from _entry import stage
 
 if __name__ == "__main__":
-    main(["evaluate", *sys.argv[1:]])
+    stage("evaluate")

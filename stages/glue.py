@@ -1,6 +1,6 @@
 """DVC stage `glue` (see dvc.yaml): reads params.yaml, runs `d2v glue`."""
 
-from d2v.cli import main
+from _entry import stage
 
 if __name__ == "__main__":
-    main(["glue"])
+    stage("glue")

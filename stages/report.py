@@ -1,8 +1,6 @@
 """DVC stage `report` (see dvc.yaml): builds reports/ from the MLflow store, runs `d2v report`."""
 
-import sys
-
-from d2v.cli import main
+from _entry import stage
 
 if __name__ == "__main__":
-    main(["report", *sys.argv[1:]])
+    stage("report")

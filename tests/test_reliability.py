@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -166,6 +168,24 @@ def test_corrupt_study_storage_exit_2_naming_it(tmp_path, monkeypatch, capfd) ->
     msg = stage(capfd, "sweep", "vision")
     assert "Optuna storage sqlite:///data/sweep.db" in msg
     no_outputs(tmp_path)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("[a-z]*.py")))
+def test_stage_under_a_python_without_d2v_exits_2_naming_it(tmp_path, script) -> None:
+    """`dvc repro` without the venv active runs the stages with a Python that lacks d2v (here:
+    `-S`, no site-packages): one line naming the interpreter and the fix, exit 2."""
+    out = subprocess.run(
+        [sys.executable, "-S", str(REPO / "stages" / script), "vision"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: {sys.executable} cannot import 'd2v': run `make setup`, then"
+        " `source .venv/bin/activate` before `dvc` (or use `make run`)"
+    ]
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch, capfd) -> None:

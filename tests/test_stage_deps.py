@@ -144,19 +144,22 @@ def cli_commands(root: Path = REPO) -> dict[str, str]:
     raise AssertionError("d2v/cli.py has no COMMANDS table")
 
 
+# what every stage script imports: it runs `d2v.cli.main([<command>, ...])`
+ENTRY = Path("stages/_entry.py")
+
+
 def stage_command(script: Path) -> str:
-    """The d2v command a stage script runs: the first item of its `main([...])` call."""
+    """The d2v command a stage script runs: the argument of its `stage("<command>")` call."""
     for node in ast.walk(ast.parse(script.read_text())):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
-            and node.func.id == "main"
+            and node.func.id == "stage"
             and node.args
-            and isinstance(node.args[0], ast.List)
-            and isinstance(node.args[0].elts[0], ast.Constant)
+            and isinstance(node.args[0], ast.Constant)
         ):
-            return node.args[0].elts[0].value
-    raise AssertionError(f"{script} calls no main([<command>, ...])")
+            return node.args[0].value
+    raise AssertionError(f"{script} calls no stage(<command>)")
 
 
 def stages(root: Path = REPO) -> dict[str, dict]:
@@ -169,7 +172,8 @@ def code_closure(body: dict, root: Path = REPO) -> set[Path]:
     """The files a stage's command can run: its script's imports and its command's module."""
     script = root / next(w for w in body["cmd"].split() if w.startswith("stages/"))
     module = cli_commands(root)[stage_command(script)]
-    files = import_closure(script, root) | module_closure(module, root)
+    files = import_closure(root / ENTRY, root) | module_closure(module, root)
+    files |= import_closure(script, root)
     return {f for f in files if not (f.name == "__init__.py" and runs_nothing(root / f))}
 
 
