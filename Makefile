@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/torch_extensions
+# DeepSpeed's CPU comm op (built for runs of several ranks) per venv: a build is keyed on the venv's
+# path, so one cache shared by two venvs rebuilds it (~35 s) each time the other one ran
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 
 # Debian data packages of the embedded default (shared/DATA.md) and the test services.
 DEB_PACKAGES := flite dataset-fashion-mnist pocketsphinx-testdata sword-text-kjv sword-text-web \
