@@ -105,17 +105,19 @@ def test_a_grid_still_running_is_not_read_as_a_trend() -> None:
     assert dead.startswith("Every sublayer's cells collapsed")
 
 
+def seeded(value: object, mean: float, std: float) -> dict:
+    """An axis value's summary over 3 finished, uncollapsed seeds."""
+    return {"value": value, "mean": mean, "std": std, "n": 3, "cells": 3, "collapsed": 0}
+
+
 def test_sublayers_and_norm_within_the_seeds_spread_are_no_trend() -> None:
     from d2v.report.ablations import verdict
 
-    def row(value: str, mean: float, std: float) -> dict:
-        return {"value": value, "mean": mean, "std": std, "n": 3, "cells": 3, "collapsed": 0}
-
-    sub = [row("attn", 58.17, 1.0), row("ffn", 58.13, 1.16), row("block", 58.29, 1.34)]
+    sub = [seeded("attn", 58.17, 1.0), seeded("ffn", 58.13, 1.16), seeded("block", 58.29, 1.34)]
     assert verdict("sublayer", sub, "maximize").startswith("No ordering beyond the spread")
-    apart = [row("attn", 50.0, 1.0), row("ffn", 58.0, 1.0)]
+    apart = [seeded("attn", 50.0, 1.0), seeded("ffn", 58.0, 1.0)]
     assert "matches Table 5" in verdict("sublayer", apart, "maximize")
-    norm = [row("layer", 58.13, 1.16), row("none", 57.94, 0.42)]
+    norm = [seeded("layer", 58.13, 1.16), seeded("none", 57.94, 0.42)]
     assert verdict("norm", norm, "maximize").startswith("No difference beyond the spread")
 
 
@@ -123,20 +125,17 @@ def test_table5_claims_are_each_checked_against_the_spread() -> None:
     """The embedded vision grid's case: ffn_res edges ffn within the spread, attn clearly worst."""
     from d2v.report.ablations import verdict
 
-    def row(value: str, mean: float, std: float) -> dict:
-        return {"value": value, "mean": mean, "std": std, "n": 3, "cells": 3, "collapsed": 0}
-
-    close = [row("attn", 70.01, 0.36), row("ffn", 71.60, 0.3704), row("ffn_res", 72.34, 0.25),
-             row("block", 72.24, 0.54)]  # fmt: skip
+    close = [seeded("attn", 70.01, 0.36), seeded("ffn", 71.60, 0.3704), seeded("ffn_res", 72.34, 0.25),
+             seeded("block", 72.24, 0.54)]  # fmt: skip
     words = verdict("sublayer", close, "maximize")
     assert words.startswith("Ordering ffn_res > block > ffn > attn (Table 5: ffn > block")
     assert "the FFN output is within the spread of the best (ffn_res" in words
     assert "the attention output is worst beyond the spread, as in Table 5" in words
-    far = [row("attn", 70.0, 0.3), row("ffn", 71.0, 0.3), row("block", 74.0, 0.3)]
+    far = [seeded("attn", 70.0, 0.3), seeded("ffn", 71.0, 0.3), seeded("block", 74.0, 0.3)]
     words = verdict("sublayer", far, "maximize")
     assert "the best target here is block, not the FFN output" in words
     assert "the attention output is worst beyond the spread" in words
-    flipped = [row("attn", 74.0, 0.3), row("ffn", 75.0, 0.3), row("block", 70.0, 0.3)]
+    flipped = [seeded("attn", 74.0, 0.3), seeded("ffn", 75.0, 0.3), seeded("block", 70.0, 0.3)]
     assert "the worst is block, not the attention output" in verdict(
         "sublayer", flipped, "maximize"
     )
@@ -147,11 +146,8 @@ def test_a_gap_within_twice_the_spread_is_no_trend_for_k() -> None:
     K = 4 71.60 +- 0.37 is no disagreement."""
     from d2v.report.ablations import _paper_cell, verdict
 
-    def row(value: int, mean: float, std: float) -> dict:
-        return {"value": value, "mean": mean, "std": std, "n": 3, "cells": 3, "collapsed": 0}
-
-    k = [row(1, 72.37, 0.74), row(2, 71.14, 1.12), row(4, 71.60, 0.37)]
+    k = [seeded(1, 72.37, 0.74), seeded(2, 71.14, 1.12), seeded(4, 71.60, 0.37)]
     assert verdict("top_k", k, "maximize").startswith("No difference beyond the spread")
-    assert "Disagrees" in verdict("top_k", [row(1, 72.4, 0.3), row(4, 71.0, 0.3)], "maximize")
+    assert "Disagrees" in verdict("top_k", [seeded(1, 72.4, 0.3), seeded(4, 71.0, 0.3)], "maximize")
     assert _paper_cell("speech", "norm", "none") == "speech collapses"
     assert _paper_cell("vision", "norm", "none") == ""  # the claim is speech's alone
