@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -178,6 +179,24 @@ def test_compare_runs_diff(store: dict) -> None:
 def test_filter_string(store: dict, tmp_path: Path) -> None:
     md = build_report(store["uri"], "d2v", tmp_path, "tags.stage = 'sweep'").read_text()
     assert "no evaluate runs" in md and "No pretrain runs." in md and "| 4 | 1 | 0 |" in md
+
+
+@pytest.mark.parametrize("preset", [None, "sqlite:///elsewhere.db"])
+def test_reading_a_store_leaves_the_tracking_uri_as_it_was(
+    store: dict, monkeypatch, preset: str | None
+) -> None:
+    """Reading the store must not leave MLFLOW_TRACKING_URI (or MLflow's default) behind for the
+    stores the process opens next (a Tracker built later would read it)."""
+    import mlflow
+
+    if preset is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", preset)
+    mlflow.set_tracking_uri(preset)
+    assert not load_runs(store["uri"], "d2v").empty
+    assert os.environ.get("MLFLOW_TRACKING_URI") == preset
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.mark.parametrize("experiment", ["d2v", "absent"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 import pandas as pd
@@ -18,10 +19,13 @@ HISTORY_KEYS = ("loss", "tau", "lr", "target_std", "pred_std")
 
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[None]:
-    """Point mlflow's module functions at `uri` for the block, then back."""
+    """Point mlflow's module functions at `uri` for the block, then back. `set_tracking_uri` also
+    writes MLFLOW_TRACKING_URI: restoring `get_tracking_uri()` (MLflow's default where none was
+    set) would leave that default behind for every store opened later in the process; None
+    unsets it again."""
     import mlflow
 
-    before = mlflow.get_tracking_uri()
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         yield
