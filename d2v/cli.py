@@ -114,6 +114,9 @@ def _pipeline_commands(command: Callable[..., argparse.ArgumentParser], sub: Any
         c.add_argument("modality", type=_modality)
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    c = command("repro", help="dvc repro of independent target groups side by side (make run)")
+    c.add_argument("groups", nargs="+", help="one comma-separated list of DVC targets per group")
+    c.add_argument("--params", default="params.yaml", help="for the tracking store")
     c = command("bench", help="data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")
@@ -193,6 +196,7 @@ COMMANDS = {
     "sweep": "d2v.runs.sweep",
     "ablate": "d2v.runs.ablate",
     "bench": "d2v.runs.bench",
+    "repro": "d2v.runs.repro",
     "report": "d2v.runs.report",
     "headline": "d2v.runs.headline",
     "export": "d2v.runs.interop",

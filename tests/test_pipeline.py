@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -164,7 +165,11 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, fashion_source: Path) ->
 
 @pytest.fixture(scope="module")
 def reproduced(repo_copy: Path) -> Path:
-    """The repo copy after one `dvc repro` of every stage (the tests below share it)."""
+    """The repo copy after `make run`'s chains side by side (`d2v repro`), then one `dvc repro`
+    of every other stage (the tests below share it)."""
+    chains = re.search(r"^CHAINS = (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
+    ran = sh([sys.executable, "-m", "d2v.cli", "repro", *chains], repo_copy).stdout
+    assert all(f"[{c}] " in ran for c in chains), ran[-3000:]
     sh(["dvc", "repro"], repo_copy)
     return repo_copy
 
