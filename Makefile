@@ -56,12 +56,11 @@ deps:
 params: venv
 	$(PY) -m d2v.cli params
 
-# the three chains side by side (d2v/runs/repro.py), then the report; `dvc repro report glue` alone
-# does the same one stage at a time; plain `dvc repro` adds sweep@speech/text, ablate@ and bench@
-CHAINS = evaluate@imagenet,sweep@vision evaluate@librispeech glue
-
+# the three modality chains (and sweep@vision) side by side (d2v/runs/repro.py), then the GLUE
+# table and the report; `dvc repro report glue` alone does the same one stage at a time; plain
+# `dvc repro` adds sweep@speech/text, ablate@ and bench@
 run: setup
-	$(PY) -m d2v.cli repro $(CHAINS)
+	$(PY) -m d2v.cli repro --with sweep@vision
 	$(VENV)/bin/dvc repro report glue
 	$(PY) -m d2v.cli headline  # pretrained vs scratch per task, verdicts, the report's path
 	@echo "left for later: dvc repro sweep@speech sweep@text (studies), ablate@vision ablate@speech ablate@text (the paper's ablations), bench (speed)"

@@ -115,8 +115,19 @@ def _pipeline_commands(command: Callable[..., argparse.ArgumentParser], sub: Any
         c.add_argument("--params", default="params.yaml")
         c.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
     c = command("repro", help="dvc repro of independent target groups side by side (make run)")
-    c.add_argument("groups", nargs="+", help="one comma-separated list of DVC targets per group")
-    c.add_argument("--params", default="params.yaml", help="for the tracking store")
+    c.add_argument(
+        "groups",
+        nargs="*",
+        help="comma-separated DVC targets per group (default: one per modality)",
+    )
+    c.add_argument(
+        "--with",
+        dest="extra",
+        nargs="*",
+        default=[],
+        help="targets added to their modality's group",
+    )
+    c.add_argument("--params", default="params.yaml", help="for the tasks and the tracking store")
     c = command("bench", help="data2vec vs data2vec 2.0: speed, MFU, time-to-accuracy")
     c.add_argument("modality", type=_modality)
     c.add_argument("--params", default="params.yaml")

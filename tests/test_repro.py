@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from d2v.cli import main
-from d2v.runs.repro import parse_groups, run_groups, thread_share
-from tests.helpers import subprocess_env
+from d2v.config import ConfigError
+from d2v.runs.repro import chain_groups, parse_groups, run_groups, thread_share
+from tests.helpers import subprocess_env, tiny_params
 
 # each stage marks that it started, then waits for its partner's mark: run one after the other,
 # the first would give up after 60 s and fail
@@ -69,7 +70,7 @@ def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_groups_run_side_by_side_each_with_its_share_of_threads(dvc_repo: Path) -> None:
     out = io.StringIO()
-    codes = run_groups([["a"], ["after_b"]], out=out)
+    codes = run_groups({"a": ["a"], "after_b": ["after_b"]}, out=out)
     assert codes == {"a": 0, "after_b": 0}, out.getvalue()
     share = str(thread_share(2))
     assert (dvc_repo / "a.txt").read_text() == share
@@ -90,7 +91,7 @@ def test_groups_run_side_by_side_each_with_its_share_of_threads(dvc_repo: Path) 
 def test_a_failed_group_leaves_the_others_to_finish(dvc_repo: Path) -> None:
     (dvc_repo / "rendezvous.py").write_text("import sys, pathlib\n"
                                              "pathlib.Path(sys.argv[1] + '.txt').write_text('1')\n")  # fmt: skip
-    codes = run_groups([["broken"], ["a"]], out=io.StringIO())
+    codes = run_groups({"broken": ["broken"], "a": ["a"]}, out=io.StringIO())
     assert codes["broken"] != 0 and codes["a"] == 0
     assert (dvc_repo / "a.txt").exists() and not (dvc_repo / "never.txt").exists()
 
@@ -98,7 +99,18 @@ def test_a_failed_group_leaves_the_others_to_finish(dvc_repo: Path) -> None:
 def test_thread_share_and_group_parsing() -> None:
     assert thread_share(3, cores=2) == 1 and thread_share(2, cores=8) == 4
     assert thread_share(1, cores=2) == 2
-    assert parse_groups(["a,b", "c"]) == [["a", "b"], ["c"]]
+    assert parse_groups(["a,b", "c"]) == {"a,b": ["a", "b"], "c": ["c"]}
+
+
+def test_chains_are_the_modalities_evaluations_plus_their_extras() -> None:
+    groups = chain_groups(tiny_params(), ["sweep@vision"])
+    assert groups == {
+        "vision": ["evaluate@imagenet", "sweep@vision"],
+        "speech": ["evaluate@librispeech"],
+        "text": ["evaluate@sst2", "evaluate@stsb", "evaluate@mrpc", "evaluate@cola"],
+    }
+    with pytest.raises(ConfigError, match="sweep@visoin.*vision"):
+        chain_groups(tiny_params(), ["sweep@visoin"])
 
 
 def test_an_empty_group_is_refused_before_anything_runs(

@@ -1,9 +1,11 @@
-"""`d2v repro GROUP...`: `dvc repro` of independent groups of targets, side by side.
+"""`d2v repro [GROUP...]`: `dvc repro` of independent groups of targets, side by side.
 
 `dvc repro` runs one stage at a time, and a micro model's matmuls cannot keep two cores busy from
 one process (`d2v.pool`: two one-thread processes step 1.1-1.5x faster than one two-thread
 process). So `make run` reproduces the three modality chains, which share no stage, as three
-`dvc repro` processes side by side. Every stage process they start gets cores // groups threads
+`dvc repro` processes side by side: with no GROUP, one group per modality of params.yaml's
+downstream tasks, its `evaluate@<task>` stages (DVC runs their upstream first), plus the `--with`
+targets of that modality (`sweep@vision`). Every stage process they start gets cores // groups threads
 (at least one) and the OS shares the cores among whichever are running.
 
 DVC releases its repository lock while a stage's command runs and takes it back for its own
@@ -24,10 +26,11 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
 
-from d2v.config import ConfigError
+from d2v.config import ConfigError, Params
+from d2v.config.base import suggest
 from d2v.failures import EXIT_EXPECTED
 
 log = logging.getLogger(__name__)
@@ -40,12 +43,29 @@ def thread_share(groups: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, groups))
 
 
-def parse_groups(specs: Sequence[str]) -> list[list[str]]:
-    """`a,b c` -> [[a, b], [c]]: one comma-separated list of DVC targets per group."""
-    groups = [[t for t in spec.split(",") if t] for spec in specs]
-    empty = [s for s, g in zip(specs, groups, strict=True) if not g]
+def parse_groups(specs: Sequence[str]) -> dict[str, list[str]]:
+    """`a,b c` -> {"a,b": [a, b], "c": [c]}: one comma-separated list of DVC targets per group."""
+    groups = {spec: [t for t in spec.split(",") if t] for spec in specs}
+    empty = [spec for spec, targets in groups.items() if not targets]
     if empty:
         raise ConfigError(f"d2v repro: group {empty[0]!r} names no DVC target (give a,b c)")
+    return groups
+
+
+def chain_groups(params: Params, extra: Sequence[str] = ()) -> dict[str, list[str]]:
+    """One group per modality that has downstream tasks, by modality: its `evaluate@<task>`
+    stages, then each `extra` target whose `@<modality>` suffix names it."""
+    groups: dict[str, list[str]] = {}
+    for task, cfg in params.finetune.items():
+        groups.setdefault(cfg.modality.value, []).append(f"evaluate@{task}")
+    for target in extra:
+        modality = target.rpartition("@")[2]
+        if modality not in groups:
+            raise ConfigError(
+                f"d2v repro: --with {target!r} must end in @<modality> of a chain: "
+                + suggest(modality, list(groups))
+            )
+        groups[modality].append(target)
     return groups
 
 
@@ -61,10 +81,12 @@ def _relay(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> 
 
 
 def run_groups(
-    groups: Sequence[Sequence[str]], dvc: Sequence[str] | None = None, out: IO[str] | None = None
+    groups: Mapping[str, Sequence[str]],
+    dvc: Sequence[str] | None = None,
+    out: IO[str] | None = None,
 ) -> dict[str, int]:
-    """Run `dvc repro <group's targets>` for every group at once; returns each group's exit
-    code by name (its targets joined by commas)."""
+    """Run `dvc repro <group's targets>` for every group (name -> targets) at once; returns each
+    group's exit code by name."""
     dvc = list(dvc or [sys.executable, "-m", "dvc"])
     out = out or sys.stdout
     threads = str(thread_share(len(groups)))
@@ -74,10 +96,9 @@ def run_groups(
     procs: dict[str, subprocess.Popen] = {}
     relays = []
     try:
-        for group in groups:
-            name = ",".join(group)
+        for name, targets in groups.items():
             proc = subprocess.Popen(
-                [*dvc, "--wait-for-lock", "repro", *group],
+                [*dvc, "--wait-for-lock", "repro", *targets],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -99,21 +120,27 @@ def run_groups(
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> None:
-    """`d2v repro GROUP...`."""
+    """`d2v repro [GROUP...] [--with TARGET...]`."""
     from d2v.params_io import read_params
     from d2v.tracking import Tracker
 
-    groups = parse_groups(args.groups)
+    groups = parse_groups(args.groups) if args.groups else None
+    params = read_params(args.params)
+    groups = groups or chain_groups(params, args.extra)
+    for name, targets in groups.items():
+        log.info("group %s: dvc repro %s", name, " ".join(targets))
     # the tracking store is created once here, before the groups' first stages race to create it
-    Tracker(read_params(args.params).tracking)
+    Tracker(params.tracking)
     codes = run_groups(groups)
     failed = [name for name, code in codes.items() if code]
     if failed:
+        name = failed[0]
         log.error(
-            "dvc repro %s failed (exit %d; its lines above are prefixed [%s]); the other groups'"
-            " results are kept: re-run to resume",
-            failed[0],
-            codes[failed[0]],
-            failed[0],
+            "group %s failed: dvc repro %s exited %d (its lines above start [%s]); the other"
+            " groups' results are kept, a re-run resumes",
+            name,
+            " ".join(groups[name]),
+            codes[name],
+            name,
         )
         sys.exit(EXIT_EXPECTED)
