@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
@@ -25,15 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def matmul_peak(dtype: torch.dtype, size: int, repeats: int, device: torch.device) -> float:
-    """The best GFLOP/s of a (size x size) @ (size x size) matmul over `repeats` timed runs."""
+    """The best GFLOP/s of a (size x size) @ (size x size)^T product over `repeats` timed runs,
+    through `F.linear`, the kernel a model's linear layers use: on a CPU without native bf16 a
+    plain bf16 `a @ b` takes a reference kernel ~10x slower than the one `F.linear` takes (1.3
+    against 13.9 GFLOP/s at 512 on an AMD EPYC), and MFU against it came out at 2.7."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    a @ b  # warm-up
+    F.linear(a, b)  # warm-up
     best = math.inf
     for _ in range(repeats):
         _sync(device)
         t = time.perf_counter()
-        a @ b
+        F.linear(a, b)
         _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * size**3 / best / 1e9
