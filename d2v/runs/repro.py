@@ -80,14 +80,9 @@ def _relay(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> 
                 out.flush()
 
 
-def run_groups(
-    groups: Mapping[str, Sequence[str]],
-    dvc: Sequence[str] | None = None,
-    out: IO[str] | None = None,
-) -> dict[str, int]:
-    """Run `dvc repro <group's targets>` for every group (name -> targets) at once; returns each
-    group's exit code by name."""
-    dvc = list(dvc or [sys.executable, "-m", "dvc"])
+def run_groups(groups: Mapping[str, Sequence[str]], out: IO[str] | None = None) -> dict[str, int]:
+    """Run `dvc repro <group's targets>` (this interpreter's DVC) for every group (name ->
+    targets) at once; returns each group's exit code by name."""
     out = out or sys.stdout
     threads = str(thread_share(len(groups)))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
@@ -98,7 +93,7 @@ def run_groups(
     try:
         for name, targets in groups.items():
             proc = subprocess.Popen(
-                [*dvc, "--wait-for-lock", "repro", *targets],
+                [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *targets],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=env,
