@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from d2v.channels_last import conv_tokens
 from d2v.config import DecoderConfig
 from d2v.masking import MaskInfo
 
@@ -51,12 +52,11 @@ class ConvBlock(nn.Module):
         self.dims = dims
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (R, C_in, *spatial) -> (R, C_out, *spatial)."""
-        y = self.conv(x)
+        """x: (R, *spatial, C_in) -> (R, *spatial, C_out), channels last."""
+        y = conv_tokens(self.conv, x)
         if self.trim:
-            y = y[..., :-1] if self.dims == 1 else y[..., :-1, :-1]
-        y = F.layer_norm(y.movedim(1, -1), y.shape[1:2]).movedim(-1, 1)
-        return F.gelu(y)
+            y = y[:, :-1] if self.dims == 1 else y[:, :-1, :-1]
+        return F.gelu(F.layer_norm(y, y.shape[-1:]))
 
 
 class ConvDecoder(nn.Module):
@@ -85,10 +85,9 @@ class ConvDecoder(nn.Module):
         """visible: (R, K, D) student outputs -> predictions for every token (R, T, D)."""
         x = restore_sequence(self.input_dropout(visible), mask, self.noise_std, padding)
         R, T, D = x.shape
-        x = x.transpose(1, 2)  # (R, D, T)
         if self.grid is not None:
-            x = x.reshape(R, D, *self.grid)  # (R, D, h, w)
+            x = x.reshape(R, *self.grid, D)  # (R, h, w, D), token t at (t // w, t % w)
         for block in self.blocks:
             y = block(x)
             x = x + y if self.residual and y.shape == x.shape else y
-        return self.proj(x.reshape(R, x.shape[1], T).transpose(1, 2))
+        return self.proj(x.reshape(R, T, x.shape[-1]))

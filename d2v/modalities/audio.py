@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from d2v.channels_last import conv_tokens
 from d2v.encoder import Frontend, Tokens, gather_visible
 from d2v.masking import MaskInfo
 
@@ -100,10 +101,10 @@ class ConvPositions(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, D) -> positional term (B, T, D)."""
-        y = self.conv(x.transpose(1, 2))
+        y = conv_tokens(self.conv, x)
         if self.trim:
-            y = y[..., : -self.trim]
-        return F.gelu(y).transpose(1, 2)
+            y = y[:, : -self.trim]
+        return F.gelu(y)
 
 
 class StackedConvPositions(nn.Module):
@@ -131,10 +132,11 @@ class _PosConvLayer(nn.Module):
         self.trim = 1 if kernel % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x.transpose(1, 2))
+        """x: (B, T, D) -> (B, T, D)."""
+        y = conv_tokens(self.conv, x)
         if self.trim:
-            y = y[..., : -self.trim]
-        return F.gelu(F.layer_norm(y.transpose(1, 2), y.shape[1:2]))
+            y = y[:, : -self.trim]
+        return F.gelu(F.layer_norm(y, y.shape[-1:]))
 
 
 class AudioFrontend(Frontend):
