@@ -20,7 +20,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,23 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self.active:
             self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_history(self, history: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """(step, metrics) rows logged afterwards (a worker's training curve) into the active run,
+        in batches of MLflow's limit of 1000 values: one store transaction per batch where
+        `log_metrics` per row took one each (~17 ms apiece on SQLite)."""
+        if not self.active or not history:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = [
+            Metric(k, float(v), now, step) for step, metrics in history for k, v in metrics.items()
+        ]
+        run_id = self.mlflow.active_run().info.run_id
+        client = self.mlflow.MlflowClient()
+        for i in range(0, len(values), 1000):
+            client.log_batch(run_id, metrics=values[i : i + 1000])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.active:

@@ -71,3 +71,26 @@ def test_weight_norm_is_folded_before_a_model_is_pickled() -> None:
     buf.seek(0)
     with torch.no_grad():
         assert torch.allclose(torch.load(buf, weights_only=False)(x), want, atol=1e-6)
+
+
+def test_a_history_logged_afterwards_reads_back_step_by_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`log_history` (a worker's curve, batched) stores every (step, metric) value, also past
+    MLflow's 1000 values per batch."""
+    from mlflow import MlflowClient
+
+    from d2v.config import TrackingConfig
+    from d2v.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow sets it: undone after the test
+    tracker = Tracker(TrackingConfig(uri=uri, experiment="t"))
+    history = [(step, {"train_loss": 1.0 / step, "lr": 0.5}) for step in range(1, 601)]
+    with tracker.run("curve") as run_id:
+        tracker.log_history(history)
+    client = MlflowClient(uri)
+    losses = client.get_metric_history(run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in losses) == [(s, 1.0 / s) for s in range(1, 601)]
+    assert len(client.get_metric_history(run_id, "lr")) == 600

@@ -165,8 +165,7 @@ def run_finetune(
                     "labeled_examples": result["labeled_examples"],
                 },
             ):
-                for step, metrics in history:
-                    tracker.log_metrics(metrics, step=step)
+                tracker.log_history(history)
                 if tracker.active:
                     tracker.log_model(finetuned_model(params, task, tmp, init, seed), "model")
             summary["runs"][f"{init}/seed{seed}"] = result
