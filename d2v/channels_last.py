@@ -2,13 +2,12 @@
 
 A conv module wants (B, C, T). Handing it the transposed *view* of the tokens, and running a 1-D
 conv as a 2-D one over (B, C, 1, T), lets oneDNN take its channels-last brgemm kernels for the
-forward and input-gradient passes (ONEDNN_VERBOSE=1: `brg_conv_fwd:avx2`) where the plain layout
-takes im2col + GEMM (`gemm:jit`), slow at 2-4 channels per group. For
-the grouped convolutions of the small models (data2vec audio's conv positions, the 2.0 decoders)
-forward + backward ran 1.6-3.7x faster on 2 CPU cores, so that speech pretraining (`micro`,
-`v2`) took 35 s instead of 46 s for 80 steps and CTC fine-tuning 21 s instead of 26 s for 150.
-The modules and their state dicts stay as they are; only the order of the sums differs (float
-rounding, ~1e-5).
+forward and input-gradient passes (ONEDNN_VERBOSE=1: `brg_conv_fwd:avx2`), where the plain
+layout takes im2col + GEMM (`gemm:jit`), slow at 2-4 channels per group. For the grouped
+convolutions of the small models (data2vec audio's conv positions, the 2.0 decoders) forward +
+backward ran 1.6-3.7x faster on 2 CPU cores: 80 steps of speech pretraining (`micro`, `v2`) took
+35 s instead of 46 s, 150 CTC fine-tuning steps 21 s instead of 26 s. The modules and their state
+dicts stay as they are; only the order of the sums differs (float rounding, ~1e-5).
 
 Dimensions: B batch, T tokens, h x w a patch grid, C channels.
 """
