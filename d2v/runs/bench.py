@@ -224,8 +224,14 @@ def run_bench(params: Params, modality: Modality, prepared: Path, out_json: Path
         tracker.log_metrics(_flat_metrics(result))
         for name, entry in result["methods"].items():
             curve = entry.get("probe_curve")
-            for step, wall, score in zip(*curve.values(), strict=True) if curve else ():
-                tracker.log_metrics({f"{name}.probe": score, f"{name}.probe_wall_s": wall}, step)
+            tracker.log_history(
+                [
+                    (step, {f"{name}.probe": score, f"{name}.probe_wall_s": wall})
+                    for step, wall, score in zip(*curve.values(), strict=True)
+                ]
+                if curve
+                else []
+            )
     if info.is_main:
         write_json(out_json, result)
     return result
