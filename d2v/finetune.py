@@ -232,9 +232,10 @@ def _ctc_probe(
         warmup_steps=0,
     )
     torch.manual_seed(seed)
+    batches = task.train_pass(subset, optim.batch_size, seed)  # one pass object: epochs differ
     finetune(
         model,
-        lambda: task.train_pass(subset, optim.batch_size, seed),
+        lambda: batches,
         optim,
         device,
         desc="ctc probe",

@@ -131,15 +131,13 @@ def _labels(split: AudioSplit, idx: np.ndarray) -> Tensor:
 
 
 def length_batches(
-    split: AudioSplit, indices: np.ndarray, batch_size: int, seed: int | None
+    split: AudioSplit, indices: np.ndarray, batch_size: int, rng: np.random.Generator | None
 ) -> Iterator[tuple[Audio, Tensor]]:
     """Batches of neighbours in length order (splits are stored sorted by length, so little
-    padding), in a seeded random batch order; seed None keeps the order (evaluation)."""
+    padding), in a batch order drawn from `rng`; rng None keeps the order (evaluation)."""
     indices = np.sort(np.asarray(indices))
     chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    order = np.arange(len(chunks))
-    if seed is not None:
-        np.random.default_rng(seed).shuffle(order)
+    order = np.arange(len(chunks)) if rng is None else rng.permutation(len(chunks))
     for c in order:
         idx = chunks[c]
         wave, lengths = pad_waves(split, idx)
@@ -147,13 +145,16 @@ def length_batches(
 
 
 class _Pass:
-    """A re-iterable pass over a split (each iteration re-reads from the memory map)."""
+    """A re-iterable pass over a split (each iteration re-reads from the memory map). With a
+    seed, each pass draws a new batch order (fairseq's fixed length buckets, reshuffled every
+    epoch), so epochs differ but the whole sequence of epochs is fixed by the seed."""
 
     def __init__(self, split: AudioSplit, indices: np.ndarray, bs: int, seed: int | None):
-        self.args = (split, indices, bs, seed)
+        self.split, self.indices, self.bs = split, indices, bs
+        self.rng = None if seed is None else np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[tuple[Audio, Tensor]]:
-        return length_batches(*self.args)
+        return length_batches(self.split, self.indices, self.bs, self.rng)
 
 
 def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:

@@ -130,7 +130,9 @@ def pretrain_spec(params: Params, prepared_dir: Path) -> PretrainSpec:
 
 
 class _Pass:
-    """A re-iterable pass of (ids (B, L), labels (B,)) batches, each trimmed to its longest row."""
+    """A re-iterable pass of (ids (B, L), labels (B,)) batches, each trimmed to its longest row.
+    With a seed, each pass draws a new order, so epochs differ but the whole sequence of epochs
+    is fixed by the seed; seed None keeps the order (evaluation)."""
 
     def __init__(
         self,
@@ -141,19 +143,13 @@ class _Pass:
         pad: int,
         seed: int | None,
     ):
-        self.ids, self.labels, self.idx, self.bs, self.pad, self.seed = (
-            ids,
-            labels,
-            idx,
-            bs,
-            pad,
-            seed,
-        )
+        self.ids, self.labels, self.idx, self.bs, self.pad = ids, labels, idx, bs, pad
+        self.rng = None if seed is None else np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = np.asarray(self.idx)
-        if self.seed is not None:
-            idx = np.random.default_rng(self.seed).permutation(idx)
+        if self.rng is not None:
+            idx = self.rng.permutation(idx)
         for i in range(0, len(idx), self.bs):
             rows = np.sort(idx[i : i + self.bs])
             ids = self.ids[rows]
