@@ -10,7 +10,6 @@ import numpy as np
 
 from d2v.modalities import downstream_task
 from tests.helpers import tiny_params
-from tests.test_text import TEXT_TINY
 
 
 def _epoch(batches) -> list[bytes]:
@@ -42,7 +41,7 @@ def test_speech_epochs_reorder_the_length_buckets(prepared_speech: Path) -> None
 
 
 def test_text_epochs_draw_a_new_permutation(prepared_text: Path) -> None:
-    params = tiny_params(*TEXT_TINY)
+    params = tiny_params()
     task = downstream_task(params, "sst2", prepared_text)
     subset = np.arange(min(64, len(task.train_labels)))
     _check_passes(task, subset, 8, same_batches=False)
