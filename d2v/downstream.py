@@ -45,12 +45,12 @@ def build_model(task: DownstreamTask, encoder: Encoder, cfg: TaskConfig) -> nn.M
     from d2v.heads import Classifier, CTCModel, Regressor
 
     if task.head == "regress":
-        return Regressor(encoder)
+        return Regressor(encoder, cfg.head_norm)
     if task.head == "ctc":
         assert task.vocab is not None
         mask = SpanMaskConfig(prob=cfg.mask_prob, length=10, min_spans=0) if cfg.mask_prob else None
         return CTCModel(encoder, task.vocab, mask)
-    return Classifier(encoder, task.num_classes)
+    return Classifier(encoder, task.num_classes, cfg.head_norm)
 
 
 def selection_view(task: DownstreamTask) -> DownstreamTask:

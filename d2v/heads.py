@@ -24,13 +24,33 @@ def mean_pool(last: Tensor, padding_mask: Tensor | None) -> Tensor:
     return (last * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
-class Classifier(nn.Module):
-    """Mean-pooled features -> LayerNorm -> linear (BEiT / data2vec image fine-tuning)."""
+class BatchStandardize(nn.BatchNorm1d):
+    """Each pooled feature standardized over the batch, no affine (MAE's probe head): the
+    features' shared component, which a layer norm of each vector keeps, is removed. A one-row
+    training batch (an epoch's last) is standardized with the running statistics instead."""
 
-    def __init__(self, encoder: Encoder, num_classes: int):
+    def __init__(self, dim: int):
+        super().__init__(dim, affine=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, D) -> (B, D)
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, eps=self.eps)
+        return super().forward(x)
+
+
+def head_norm(kind: str, dim: int) -> nn.Module:
+    """The norm between the pooled features and the linear head: `layer` (BEiT / data2vec image
+    fine-tuning) or `batch` (BatchStandardize)."""
+    return nn.LayerNorm(dim) if kind == "layer" else BatchStandardize(dim)
+
+
+class Classifier(nn.Module):
+    """Mean-pooled features -> norm (LayerNorm, or standardized over the batch) -> linear."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, norm: str = "layer"):
         super().__init__()
         self.encoder = encoder
-        self.fc_norm = nn.LayerNorm(encoder.dim)
+        self.fc_norm = head_norm(norm, encoder.dim)
         self.head = nn.Linear(encoder.dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -55,8 +75,8 @@ class Classifier(nn.Module):
 class Regressor(Classifier):
     """One output, mean squared error (GLUE STS-B)."""
 
-    def __init__(self, encoder: Encoder):
-        super().__init__(encoder, 1)
+    def __init__(self, encoder: Encoder, norm: str = "layer"):
+        super().__init__(encoder, 1, norm)
 
     def loss(self, source: Tensor, labels: Tensor) -> Tensor:
         return F.mse_loss(self(source).float().squeeze(-1), labels.float())

@@ -75,6 +75,7 @@ from tests.helpers import REPO, subprocess_env, tiny_params
         ),
         ("finetune.librispeech.mask_prob=1.0", "finetune.librispeech.mask_prob", "[0, 1)"),
         ("finetune.sst2.label_fraction=0", "finetune.sst2.label_fraction", "(0, 1]"),
+        ("finetune.sst2.head_norm=group", "finetune.sst2.head_norm", "layer | batch"),
     ],
 )
 def test_invalid_params_name_the_param_and_range(override: str, param: str, allowed: str) -> None:

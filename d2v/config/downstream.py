@@ -8,6 +8,8 @@ from d2v.config.base import Modality, check, check_budget
 
 # the two arms of every downstream comparison: same budget, pretrained or random encoder
 INITS = ("pretrained", "scratch")
+# the norm between pooled features and a classification / regression head (d2v/heads.py)
+HEAD_NORMS = ("layer", "batch")
 
 
 @dataclass(kw_only=True)
@@ -56,6 +58,9 @@ class TaskConfig:
     # speech: a Libri-light-style labeled subset of this much audio (600 = 10 min, 3600 = 1 h,
     # 36000 = 10 h), balanced over speakers; null: label_fraction of the utterances
     labeled_seconds: float | None = None
+    # the norm on the pooled features before a classification / regression head: `layer`
+    # (BEiT / data2vec image fine-tuning) or `batch` (standardized over the batch, no affine)
+    head_norm: str = "layer"
 
     def validate(self, p: str) -> None:
         check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
@@ -67,6 +72,9 @@ class TaskConfig:
         )
         check(0 <= self.mask_prob < 1, f"{p}.mask_prob", self.mask_prob, "[0, 1)")
         check(0 < self.layer_decay <= 1, f"{p}.layer_decay", self.layer_decay, "(0, 1]")
+        check(
+            self.head_norm in HEAD_NORMS, f"{p}.head_norm", self.head_norm, " | ".join(HEAD_NORMS)
+        )
         if self.labeled_seconds is not None:
             check(self.labeled_seconds > 0, f"{p}.labeled_seconds", self.labeled_seconds, "> 0")
         self.optim.validate(f"{p}.optim")
