@@ -63,6 +63,42 @@ def trial_params(base: Params, sweep: SweepConfig, values: dict[str, Any]) -> Pa
         return load_params(compose(conf, overrides))
 
 
+def dim_ends(dim: SweepDim, model: ModelConfig) -> list[Any]:
+    """The param values a dimension reaches at its ends (every choice of a categorical one)."""
+    if dim.scale == "categorical":
+        return list(dim.choices or [])
+    if dim.scale == "int":
+        return [int(dim.low), int(dim.high) if dim.high is not None else model.depth]
+    if dim.scale == "one_minus_log":
+        return [1.0 - dim.low, 1.0 - dim.high]
+    return [dim.low, dim.high]
+
+
+def check_space(base: Params, sweep: SweepConfig, where: str) -> None:
+    """Compose and validate trial params at the ends of every enabled dimension (each choice of a
+    categorical one), the trial budget included: a range reaching outside its param's allowed
+    values is refused here, naming the dimension, before any trial runs (an ablation checks its
+    cells the same way)."""
+    model = trial_params(base, sweep, {}).model
+    ends = {n: dim_ends(d, model) for n, d in sweep.space.items() if d.enabled}
+    for i in range(max(map(len, ends.values()), default=0)):
+        point = {n: v[min(i, len(v) - 1)] for n, v in ends.items()}
+        try:
+            trial_params(base, sweep, {sweep.space[n].param: v for n, v in point.items()})
+        except ConfigError as e:
+            refused = str(e).removeprefix("invalid param ").partition(" = ")[0]
+            for n, value in point.items():
+                dim = sweep.space[n]
+                if dim.param == refused:
+                    shown = dim.choices if dim.scale == "categorical" else [dim.low, dim.high]
+                    allowed = str(e).partition(": allowed ")[2]
+                    raise ConfigError(
+                        f"invalid param {where}.space.{n} = {shown}: allowed values within "
+                        f"{dim.param}'s {allowed} ({value!r} is refused)"
+                    ) from None
+            raise ConfigError(f"invalid param {where}.space: at its ends {point}, {e}") from None
+
+
 def _hydra(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 

@@ -28,7 +28,7 @@ from d2v.config import Modality, Params, SweepConfig, to_dict
 from d2v.data.errors import DataError
 from d2v.distributed import init_distributed
 from d2v.failures import about
-from d2v.objective import run_trial
+from d2v.objective import check_space, run_trial
 from d2v.params_io import fingerprint
 from d2v.targets import resolve_top_k
 from d2v.tracking import Tracker, flatten
@@ -249,6 +249,7 @@ def run_sweep(
 ) -> dict:
     """Create or resume the study, run `workers` worker processes, write the summary."""
     sweep = params.sweep[modality.value]
+    check_space(params, sweep, f"sweep.{modality.value}")  # before any trial
     storage = storage or sweep.storage or DEFAULT_STORAGE
     make_storage_dir(storage)
     name = study_name(sweep, params, modality)

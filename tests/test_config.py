@@ -76,6 +76,14 @@ from tests.helpers import REPO, subprocess_env, tiny_params
         ("finetune.librispeech.mask_prob=1.0", "finetune.librispeech.mask_prob", "[0, 1)"),
         ("finetune.sst2.label_fraction=0", "finetune.sst2.label_fraction", "(0, 1]"),
         ("finetune.sst2.head_norm=group", "finetune.sst2.head_norm", "layer | batch"),
+        # a negative gets its field's own range, not only the rule that numbers are >= 0
+        ("pretrain.text.v1.optim.batch_size=-4", "v1.optim.batch_size = -4", "allowed >= 1"),
+        ("finetune.sst2.label_fraction=-0.5", "sst2.label_fraction = -0.5", "allowed (0, 1]"),
+        ("data.speech.pitches=[-100.0]", "data.speech.pitches = [-100.0]", "[40, 400] Hz"),
+        ("pretrain.text.collapse.check_after=-1", "collapse.check_after = -1", "allowed >= 0"),
+        # a cross-field check waits for the field it relies on
+        ("finetune.librispeech.optim.steps=0", "librispeech.optim.steps = 0", "allowed >= 1"),
+        ("sweep.vision.space.mask_ratio.high=null", "space.mask_ratio.high", "a number"),
     ],
 )
 def test_invalid_params_name_the_param_and_range(override: str, param: str, allowed: str) -> None:

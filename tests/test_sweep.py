@@ -223,20 +223,20 @@ def test_collapsed_trials_are_pruned_and_tagged(prepared_vision: Path, tmp_path:
 
 @pytest.mark.slow
 def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: Path) -> None:
-    # K in [5, 6] exceeds the micro model's depth 4: every sampled trial fails validation, the
-    # baseline trial (the run's own K) completes, and the study still ends at n_trials.
+    # lr in [1e30, 1e31] is a valid param, but every sampled trial's loss overflows within its
+    # first steps (NonFiniteLossError): the trial fails, the baseline trial (the run's own lr)
+    # completes, and the study still ends at n_trials.
     cwd = workdir(
         tmp_path,
         prepared_vision,
         "sweep.vision.n_trials=3",
-        "sweep.vision.space.top_k.low=5",
-        "sweep.vision.space.top_k.high=6",
+        "+sweep.vision.space.lr={param:pretrain.vision.v1.optim.lr,scale:log,low:1.0e30,high:1.0e31}",
     )
     run(cwd)
     result = summary(cwd)
     assert result["states"] == {"COMPLETE": 1, "FAIL": 2, "PRUNED": 0, "RUNNING": 0, "WAITING": 0}
     failed = [t for t in result["trials"] if t["state"] == "FAIL"]
-    assert all("pretrain.vision.v1.targets.top_k" in t["error"] for t in failed)
+    assert all("NonFiniteLossError" in t["error"] for t in failed)
     assert result["baseline"]["state"] == "COMPLETE" and result["best"]["number"] == 0
     assert_mlflow_matches_study(cwd, result)
     # a readable name with the fingerprint as its suffix, and a named objective
@@ -248,6 +248,26 @@ def test_failing_trials_do_not_stop_the_study(prepared_vision: Path, tmp_path: P
     assert study.metric_names == ["imagenet probe top1"]
     runs = mlflow.search_runs(experiment_names=["d2v"], filter_string="tags.state = 'FAIL'")
     assert list(runs["status"]) == ["FAILED", "FAILED"]  # ended as the trial did
+
+
+def test_a_space_reaching_outside_its_params_range_is_refused_before_any_trial(
+    prepared_vision: Path, tmp_path: Path
+) -> None:
+    # K in [5, 6] exceeds the micro model's depth 4: every sampled trial would fail validation
+    cwd = workdir(
+        tmp_path,
+        prepared_vision,
+        "sweep.vision.space.top_k.low=5",
+        "sweep.vision.space.top_k.high=6",
+    )
+    r = subprocess.run(
+        sweep_cmd(), cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "invalid param sweep.vision.space.top_k = [5.0, 6.0]" in last
+    assert "pretrain.vision.v1.targets.top_k's [1, depth=4] (5 is refused)" in last
+    assert not (cwd / "data" / "sweep.db").exists() and not (cwd / "mlruns.db").exists()
 
 
 def test_proxy_ranks_a_pretrained_encoder_above_a_random_one(prepared_vision: Path) -> None:

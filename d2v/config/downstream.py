@@ -63,6 +63,7 @@ class TaskConfig:
     head_norm: str = "layer"
 
     def validate(self, p: str) -> None:
+        self.optim.validate(f"{p}.optim")  # first: the checks below rely on its steps
         check(0 < self.label_fraction <= 1, f"{p}.label_fraction", self.label_fraction, "(0, 1]")
         check(  # frozen for the whole run, the encoder would never be fine-tuned
             0 <= self.freeze_steps < self.optim.steps,
@@ -77,6 +78,5 @@ class TaskConfig:
         )
         if self.labeled_seconds is not None:
             check(self.labeled_seconds > 0, f"{p}.labeled_seconds", self.labeled_seconds, "> 0")
-        self.optim.validate(f"{p}.optim")
         self.probe.validate(f"{p}.probe")
         check(self.eval_batch_size >= 1, f"{p}.eval_batch_size", self.eval_batch_size, ">= 1")

@@ -4,10 +4,12 @@ into plain data for saving and tracking.
 
 Two rules hold for every field, before each section's own ranges: the file says every section
 itself (a missing one would silently train on the code defaults, which differ from conf/), and
-every number is finite and >= 0 unless its field is declared `signed`."""
+every number is finite and >= 0 unless its field is declared `signed`. A negative is refused with
+its section's own range where a section check refuses it, so the message names the exact range."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import enum
 import math
@@ -128,12 +130,24 @@ def _is_section(tp: Any) -> bool:
     return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
 
 
+# While `load_params` builds, a negative number waits here (path, error) for the sections' own
+# checks, which name its exact range (a batch size's ">= 1", a fraction's "(0, 1]"); one that no
+# section check refuses is refused after them by the rule below.
+_NEGATIVES: contextvars.ContextVar[list[tuple[str, ConfigError]] | None] = contextvars.ContextVar(
+    "_NEGATIVES", default=None
+)
+
+
 def _number(value: float, path: str, signed: bool) -> None:
     """The rule every numeric param obeys, whatever its section: finite, and >= 0 unless signed."""
     if not math.isfinite(value):
         raise ConfigError(f"invalid param {path} = {value!r}: allowed a finite number")
     if value < 0 and not signed:
-        raise ConfigError(f"invalid param {path} = {value!r}: allowed >= 0")
+        error = ConfigError(f"invalid param {path} = {value!r}: allowed >= 0")
+        negatives = _NEGATIVES.get()
+        if negatives is None:
+            raise error
+        negatives.append((path, error))
 
 
 def _coerce(tp: Any, value: Any, path: str, signed: bool = False, complete: bool = True) -> Any:
@@ -196,4 +210,26 @@ def load_params(data: Any) -> Params:
     """Typed, validated params from the composed dict; raises ConfigError before any compute."""
     if not data:
         raise ConfigError("params are empty: compose params.yaml with `d2v params`")
-    return from_dict(Params, data).validate()
+    negatives: list[tuple[str, ConfigError]] = []
+    token = _NEGATIVES.set(negatives)
+    try:
+        params = from_dict(Params, data)
+    finally:
+        _NEGATIVES.reset(token)
+    if negatives:
+        raise _refusal(params, negatives)
+    return params.validate()
+
+
+def _refusal(params: Params, negatives: list[tuple[str, ConfigError]]) -> ConfigError:
+    """The error that refuses params holding negatives: a section's own check when it refuses
+    one of them (it names the exact range), else the rule that numbers are >= 0."""
+    try:
+        params.validate()
+    except ConfigError as e:
+        name = str(e).removeprefix("invalid param ").partition(" = ")[0]
+        if any(path == name or path.startswith(f"{name}[") for path, _ in negatives):
+            return e
+    except Exception:  # a section's check that a negative broke: the rule's error says it
+        pass
+    return negatives[0][1]

@@ -28,6 +28,8 @@ class SweepDim:
             check(bool(self.choices), f"{p}.choices", self.choices, "a non-empty list")
             return
         check(self.low is not None, f"{p}.low", self.low, "a number")
+        if self.scale != "int":  # only an int scale has a default end: the model depth
+            check(self.high is not None, f"{p}.high", self.high, "a number")
         if self.scale in ("log", "one_minus_log"):
             check(self.low > 0, f"{p}.low", self.low, "> 0 on a log scale")
         if self.scale == "one_minus_log":
