@@ -9,7 +9,6 @@ a complete checkpoint.
 from __future__ import annotations
 
 import logging
-import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch.distributed as dist
 
 from d2v.atomic import atomic_path
 from d2v.data.errors import DataError
+from d2v.saved import UNREADABLE, short
 from d2v.teacher import EMATeacher
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,11 @@ def load_checkpoint(engine: Any, teacher: EMATeacher, ckpt_dir: Path) -> tuple[i
             return _load_tag(engine, teacher, ckpt_dir, tag)
         except _UNREADABLE as e:
             nxt = f"falling back to {tags[i + 1]}" if i + 1 < len(tags) else "none left"
-            log.warning("checkpoint %s unreadable (%s): %s", ckpt_dir / tag, _short(e), nxt)
+            log.warning("checkpoint %s unreadable (%s): %s", ckpt_dir / tag, short(e), nxt)
     raise DataError(f"no loadable checkpoint in {ckpt_dir} (tried {', '.join(tags)})")
 
 
-_UNREADABLE = (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError)
-
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
+_UNREADABLE = (*UNREADABLE, OSError)
 
 
 def _load_tag(

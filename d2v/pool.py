@@ -7,7 +7,8 @@ faster. So on CPU the runs go to `workers` spawned processes that split the core
 GPU, or with one worker, they run in this process, one after another.
 
 Each run is a pure function of its arguments (seeded inside), so which worker runs it does not
-change what it computes beyond float summation order. Results come back in the jobs' order.
+change what it computes beyond float summation order. Results come back in the jobs' order. A
+run that raises stops the rest: the runs not yet started are cancelled and its error is raised.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 import torch
@@ -54,4 +55,9 @@ def run_all(fn: Callable[..., R], jobs: Sequence[tuple[Any, ...]], workers: int)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, context, _init_worker, (threads,)) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:  # the stage stops now: runs not yet started never start
+            pool.shutdown(wait=True, cancel_futures=True)
+            failed[0].result()
         return [f.result() for f in futures]

@@ -4,6 +4,8 @@ and come back in the jobs' order."""
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,3 +46,20 @@ def test_worker_count() -> None:
     assert worker_count(8, 6) == 6  # never more workers than jobs
     if not torch.cuda.is_available():
         assert worker_count(0, 6) == min(6, os.cpu_count() or 1)
+
+
+def mark_or_fail(marks: str, i: int) -> int:
+    """Job i: the first raises at once; the others leave a mark, then take a second."""
+    if i == 0:
+        raise ValueError("job 0 failed")
+    (Path(marks) / str(i)).touch()
+    time.sleep(1.0)
+    return i
+
+
+def test_a_failing_run_stops_the_runs_not_yet_started(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="job 0 failed"):
+        run_all(mark_or_fail, [(str(tmp_path), i) for i in range(10)], 2)
+    # the other worker's run and the few already handed to the workers may finish; waiting for
+    # all nine (the old behaviour) would leave nine marks
+    assert len(list(tmp_path.iterdir())) <= 4

@@ -160,6 +160,25 @@ def test_corrupt_tracking_store_exit_2_naming_it(tmp_path, monkeypatch, capfd) -
     no_outputs(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "empty"])
+def test_unreadable_model_file_exit_2_naming_it(tmp_path, monkeypatch, capfd, damage) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    path = tmp_path / "models" / "text" / "pretrained" / "encoder.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"encoder": {"w": torch.zeros(64, 64)}, "config": {}}, path)
+    whole = path.read_bytes()
+    path.write_bytes(
+        {"truncated": whole[: len(whole) // 2], "foreign": b"PK\x03\x04" * 64, "empty": b""}[damage]
+    )
+    msg = stage(capfd, "export", "text", "hf", "--to", "hf")
+    assert msg.startswith("models/text/pretrained/encoder.pt: unreadable (")
+    assert msg.endswith("re-run the stage that writes it")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_corrupt_study_storage_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from d2v.interop.mapping import InteropError
+from d2v.saved import load_saved
 
 
 def read_state(hf_dir: Path, prefix: str) -> dict[str, Tensor]:
@@ -20,7 +20,7 @@ def read_state(hf_dir: Path, prefix: str) -> dict[str, Tensor]:
 
         state = load_file(str(st))
     elif pt.exists():
-        state = torch.load(pt, map_location="cpu", weights_only=True)
+        state = load_saved(pt)
     else:
         raise InteropError(f"{hf_dir}: no model.safetensors or pytorch_model.bin")
     head = f"{prefix}."

@@ -31,6 +31,7 @@ from d2v.runs.finetune import (
     task_paths,
     task_tags,
 )
+from d2v.saved import load_saved
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def evaluate_one(
     task = load_task(params, task_name, prepared_dir)
     device, _ = device_and_bf16()
     model = build_model(task, task.build_encoder(), cfg)
-    state = torch.load(finetuned / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
+    state = load_saved(finetuned / init / f"seed{seed}.pt")
     model.load_state_dict(state)
     scores = held_out_scores(task, model, cfg.eval_batch_size, device)
     encoder = init_encoder(task, init, seed, pretrained)

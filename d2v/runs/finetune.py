@@ -22,6 +22,7 @@ from d2v.interop.mapping import load_matching
 from d2v.modalities import downstream_task
 from d2v.params_io import fingerprint, read_params
 from d2v.pool import run_all, worker_count
+from d2v.saved import load_saved
 from d2v.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -
     torch.manual_seed(seed)
     encoder = task.build_encoder()
     if init == "pretrained":
-        state = torch.load(pretrained / "encoder.pt", map_location="cpu", weights_only=False)
+        state = load_saved(pretrained / "encoder.pt", weights_only=False)
         # pretrain@ wrote it with these params, or `d2v import` from an HF checkpoint: a model
         # param that differs shows as the first tensor that does not fit, by name
         load_matching(encoder, state["encoder"], str(pretrained / "encoder.pt"))
@@ -120,7 +121,7 @@ def finetuned_model(
 ) -> torch.nn.Module:
     """The fine-tuned encoder + head that `finetune_one` saved, rebuilt for MLflow."""
     model = build_model(task, task.build_encoder(), params.finetune[task.name])
-    state = torch.load(out_dir / init / f"seed{seed}.pt", map_location="cpu", weights_only=True)
+    state = load_saved(out_dir / init / f"seed{seed}.pt")
     model.load_state_dict(state)
     return fold_parametrizations(model.eval())
 

@@ -15,6 +15,7 @@ import yaml
 from d2v.atomic import atomic_path, write_json
 from d2v.config import Modality, to_dict
 from d2v.interop.mapping import InteropError
+from d2v.saved import load_saved
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def run_export(modality: Modality, pretrained: Path, prepared: Path, out: Path) 
     path = pretrained / "encoder.pt"
     if not path.exists():
         raise InteropError(f"{path}: missing (run `dvc repro pretrain@{modality.value}` first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_saved(path, weights_only=False)
     if "hf" in saved["config"]:  # `d2v import` wrote it: its source is the HF model
         source = saved["config"]["hf"].get("source", "an HF directory")
         raise InteropError(f"{path}: imported from {source}, which is the HF model already")
