@@ -17,8 +17,7 @@ import torch
 import torch.distributed as dist
 
 from d2v.atomic import atomic_path
-from d2v.data.errors import DataError
-from d2v.saved import UNREADABLE, short
+from d2v.data.errors import UNREADABLE, DataError, short
 from d2v.teacher import EMATeacher
 
 log = logging.getLogger(__name__)

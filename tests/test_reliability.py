@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -177,6 +178,38 @@ def test_unreadable_model_file_exit_2_naming_it(tmp_path, monkeypatch, capfd, da
     assert msg.startswith("models/text/pretrained/encoder.pt: unreadable (")
     assert msg.endswith("re-run the stage that writes it")
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "empty"])
+def test_unreadable_prepared_arrays_raise_data_error_naming_the_file(tmp_path, damage) -> None:
+    import numpy as np
+
+    from d2v.data.errors import DataError
+    from d2v.data.text_shards import load_blocks, load_glue_split
+
+    npy = tmp_path / "pretrain" / "train.npy"
+    npz = tmp_path / "glue" / "sst2" / "dev.npz"
+    npy.parent.mkdir(parents=True)
+    npz.parent.mkdir(parents=True)
+    np.save(npy, np.arange(64 * 128, dtype=np.int32).reshape(64, 128))
+    np.savez(npz, input_ids=np.ones((8, 16), np.int32), labels=np.arange(8))
+    readers = {
+        npy: lambda: load_blocks(tmp_path),
+        npz: lambda: load_glue_split(tmp_path, "sst2", "dev"),
+    }
+    for path, read in readers.items():
+        read()  # whole, it reads
+        whole = path.read_bytes()
+        path.write_bytes(
+            {"truncated": whole[:-100], "foreign": b"\x93NUMPY" * 40, "empty": b""}[damage]
+        )
+        with pytest.raises(
+            DataError, match=rf"^{re.escape(str(path))}: unreadable \(.+\); rerun the"
+        ):
+            read()
+    np.savez(npz, input_ids=np.ones((8, 16), np.int32))  # from another prepare version: no labels
+    with pytest.raises(DataError, match=r"dev.npz: unreadable \(.*labels"):
+        load_glue_split(tmp_path, "sst2", "dev")
 
 
 def test_corrupt_study_storage_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from d2v.data.arrays import load_array
 from d2v.data.errors import DataError
 
 if TYPE_CHECKING:  # the readers' batches are tensors; prepare (the writers) runs without torch
@@ -47,10 +48,10 @@ class AudioSplit:
         split_dir = Path(split_dir)
         if not (split_dir / "index.json").is_file():
             raise DataError(f"no prepared speech split at {split_dir}")
-        self.audio = np.load(split_dir / "audio.npy", mmap_mode="r")  # float16 (S,)
-        self.offsets = np.load(split_dir / "offsets.npy")  # int64 (N+1,)
-        self.label_data = np.load(split_dir / "labels.npy", mmap_mode="r")  # int16 (L,)
-        self.label_offsets = np.load(split_dir / "label_offsets.npy")  # int64 (N+1,)
+        self.audio = load_array(split_dir / "audio.npy", mmap_mode="r")  # float16 (S,)
+        self.offsets = load_array(split_dir / "offsets.npy")  # int64 (N+1,)
+        self.label_data = load_array(split_dir / "labels.npy", mmap_mode="r")  # int16 (L,)
+        self.label_offsets = load_array(split_dir / "label_offsets.npy")  # int64 (N+1,)
         index = json.loads((split_dir / "index.json").read_text())
         self.ids: list[str] = index["ids"]
         self.transcripts: list[str] = index["transcripts"]

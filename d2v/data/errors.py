@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator
+from zipfile import BadZipFile
+
 
 class DataError(RuntimeError):
     """A data problem that stops a stage (bad checksum, truncated file, unsafe archive entry).
@@ -29,3 +35,26 @@ class SourceMissingError(DataError):
     def __reduce__(self) -> tuple:
         # Keep the error picklable (it may be raised inside a worker process).
         return (type(self), (self.missing, self.param, self.detail))
+
+
+# what a reader raises on a file that is not whole (truncated, foreign, empty): torch.load,
+# np.load and zipfile; an OSError too when it names no file (one that names it is caught as such)
+UNREADABLE = (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError, BadZipFile)
+
+
+def short(e: BaseException) -> str:
+    """An error's message on one line, at most 200 characters."""
+    return " ".join(str(e).split())[:200] or type(e).__name__
+
+
+@contextlib.contextmanager
+def readable(path: str | os.PathLike, remedy: str) -> Iterator[None]:
+    """A reader's error on `path` inside becomes a DataError naming the file and `remedy`."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (*UNREADABLE, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            raise  # one it cannot open (missing, a folder, no permission): the error names it
+        raise DataError(f"{path}: unreadable ({short(e)}); {remedy}") from e

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from d2v.data.arrays import load_array
 from d2v.data.errors import DataError
 from d2v.data.meta import VisionMeta, read_meta
 
@@ -49,11 +50,8 @@ def load_image_split(prepared_dir: str | os.PathLike, split: str) -> ImageSplit:
     for shard in range(meta.shards[split]):
         images_path = split_dir / f"images-{shard:05d}.npy"
         labels_path = split_dir / f"labels-{shard:05d}.npy"
-        try:
-            images.append(np.load(images_path, mmap_mode="r"))
-            labels.append(np.load(labels_path))
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read shard {images_path} or {labels_path}: {e}") from e
+        images.append(load_array(images_path, mmap_mode="r"))
+        labels.append(load_array(labels_path))
         if len(images[-1]) != len(labels[-1]) or images[-1].ndim != 4:
             raise DataError(f"shard {images_path}: images {images[-1].shape} for {labels_path}")
     all_images = images[0] if len(images) == 1 else np.concatenate(images)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from d2v.data.arrays import load_array, load_arrays
 from d2v.data.errors import DataError
 
 
@@ -33,12 +34,11 @@ def load_blocks(prepared_dir: str | os.PathLike, split: str = "train") -> np.nda
     path = Path(prepared_dir) / "pretrain" / f"{split}.npy"
     if not path.is_file():
         raise DataError(f"no pretraining split {split!r}: {path} does not exist")
-    return np.load(path, mmap_mode="r")
+    return load_array(path, mmap_mode="r")
 
 
 def load_glue_split(prepared_dir: str | os.PathLike, task: str, split: str) -> GlueSplit:
     path = Path(prepared_dir) / "glue" / task / f"{split}.npz"
     if not path.is_file():
         raise DataError(f"no prepared GLUE split {task}/{split}: {path} does not exist")
-    with np.load(path) as data:
-        return GlueSplit(input_ids=data["input_ids"], labels=data["labels"])
+    return GlueSplit(**load_arrays(path, ("input_ids", "labels")))
