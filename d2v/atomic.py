@@ -1,5 +1,6 @@
 """Atomic outputs: write to a temporary sibling, then rename, so an interrupted stage never leaves
-a half-written file or folder that DVC or a later stage could take as complete."""
+a half-written file or folder that DVC or a later stage could take as complete. `read_json` reads
+a JSON output back, naming a file that is not whole."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from d2v.data.errors import readable
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +94,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, remedy: str) -> dict[str, Any]:
+    """The JSON object in `path`; one that does not parse, or is not an object, raises DataError
+    naming it and `remedy`."""
+    with readable(path, remedy):
+        obj = json.loads(Path(path).read_text())
+        if not isinstance(obj, dict):
+            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
+        return obj

@@ -38,11 +38,13 @@ _LIBRARIES = {"mlflow": "MLflow tracking store", "optuna": "Optuna storage"}
 
 @contextlib.contextmanager
 def about(subject: str) -> Iterator[None]:
-    """Name the subject of any error raised inside (the innermost `about` wins)."""
+    """Name the subject of any error raised inside (the innermost `about` wins); a ConfigError or
+    DataError names its own (a param, a file) and keeps it."""
     try:
         yield
     except Exception as e:
-        if not any(n.startswith(_NOTE) for n in getattr(e, "__notes__", [])):
+        named = isinstance(e, (ConfigError, DataError))
+        if not named and not any(n.startswith(_NOTE) for n in getattr(e, "__notes__", [])):
             e.add_note(_NOTE + subject)
         raise
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2v.data.errors import readable
+
 LOWER_IS_BETTER = {"wer", "cer"}
 # The paper's data2vec Base number for a task's metric, labelled with its setting.
 PAPER = {
@@ -140,11 +142,15 @@ MODALITY_ORDER = {"vision": 0, "speech": 1, "text": 2}
 
 def load_rows(eval_dir: Path, glue_path: Path | None = None) -> list[Row]:
     """Every task's rows in `eval_dir`, vision / speech / text, then the GLUE average."""
-    results = [json.loads(p.read_text()) for p in sorted(Path(eval_dir).glob("*.json"))]
-    results.sort(key=lambda r: (MODALITY_ORDER.get(r["modality"], 9), r["task"]))
-    rows = [row for r in results for row in task_rows(r)]
+    tasks: list[tuple[int, str, list[Row]]] = []
+    for p in sorted(Path(eval_dir).glob("*.json")):
+        with readable(p, f"rerun evaluate@{p.stem}"):  # not whole, or from another version
+            r = json.loads(p.read_text())
+            tasks.append((MODALITY_ORDER.get(r["modality"], 9), r["task"], task_rows(r)))
+    rows = [row for *_, task in sorted(tasks, key=lambda t: t[:2]) for row in task]
     if glue_path is not None and Path(glue_path).exists():
-        row = glue_row(json.loads(Path(glue_path).read_text()))
+        with readable(glue_path, "rerun glue"):
+            row = glue_row(json.loads(Path(glue_path).read_text()))
         rows += [row] if row else []
     return rows
 

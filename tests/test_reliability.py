@@ -212,6 +212,40 @@ def test_unreadable_prepared_arrays_raise_data_error_naming_the_file(tmp_path, d
         load_glue_split(tmp_path, "sst2", "dev")
 
 
+@pytest.mark.parametrize("content", ['{"pretrained": ', '{"pretrained": {}}', "[1, 2]"])
+def test_unreadable_metrics_json_exit_2_naming_it(tmp_path, monkeypatch, capfd, content) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    (tmp_path / "metrics" / "eval").mkdir(parents=True)
+    for task in ("cola", "mrpc", "sst2", "stsb"):  # cut short, or foreign
+        (tmp_path / "metrics" / "eval" / f"{task}.json").write_text(content)
+    for command in ("glue", "headline"):
+        msg = stage(capfd, command)
+        assert re.fullmatch(r"metrics/eval/(\w+)\.json: unreadable \(.+\); rerun evaluate@\1", msg)
+    assert not (tmp_path / "metrics" / "glue.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("index", "why"), [('{"ids": [', "Expecting value"), ('{"ids": []}', "'transcripts'")]
+)
+def test_unreadable_speech_index_raises_data_error_naming_it(tmp_path, index, why) -> None:
+    import numpy as np
+
+    from d2v.data.audio_shards import AudioSplit
+    from d2v.data.errors import DataError
+
+    for name, array in (
+        ("audio", np.zeros(16, np.float16)),
+        ("offsets", np.array([0, 16])),
+        ("labels", np.zeros(2, np.int16)),
+        ("label_offsets", np.array([0, 2])),
+    ):
+        np.save(tmp_path / f"{name}.npy", array)
+    (tmp_path / "index.json").write_text(index)
+    with pytest.raises(DataError, match=rf"index.json: unreadable \(.*{re.escape(why)}.*\); rerun"):
+        AudioSplit(tmp_path)
+
+
 def test_corrupt_study_storage_exit_2_naming_it(tmp_path, monkeypatch, capfd) -> None:
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from d2v.data.arrays import load_array
-from d2v.data.errors import DataError
+from d2v.data.arrays import REMEDY, load_array
+from d2v.data.errors import DataError, readable
 
 if TYPE_CHECKING:  # the readers' batches are tensors; prepare (the writers) runs without torch
     import torch
@@ -52,10 +52,12 @@ class AudioSplit:
         self.offsets = load_array(split_dir / "offsets.npy")  # int64 (N+1,)
         self.label_data = load_array(split_dir / "labels.npy", mmap_mode="r")  # int16 (L,)
         self.label_offsets = load_array(split_dir / "label_offsets.npy")  # int64 (N+1,)
-        index = json.loads((split_dir / "index.json").read_text())
-        self.ids: list[str] = index["ids"]
-        self.transcripts: list[str] = index["transcripts"]
-        _, inverse = np.unique(np.asarray(index["speakers"], dtype=str), return_inverse=True)
+        with readable(split_dir / "index.json", REMEDY):  # parsed, and its three lists there
+            index = json.loads((split_dir / "index.json").read_text())
+            self.ids: list[str] = index["ids"]
+            self.transcripts: list[str] = index["transcripts"]
+            speakers = np.asarray(index["speakers"], dtype=str)
+        _, inverse = np.unique(speakers, return_inverse=True)
         self.speakers: np.ndarray = inverse.astype(np.int64)  # (N,) speaker ids, sorted by name
         self.lengths: np.ndarray = np.diff(self.offsets)  # (N,) samples
 

@@ -38,8 +38,18 @@ class SourceMissingError(DataError):
 
 
 # what a reader raises on a file that is not whole (truncated, foreign, empty): torch.load,
-# np.load and zipfile; an OSError too when it names no file (one that names it is caught as such)
-UNREADABLE = (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError, BadZipFile)
+# np.load, zipfile, json, and indexing what it read (a key missing, a list for a mapping); an
+# OSError too when it names no file (one that names it is caught as such)
+UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    pickle.UnpicklingError,
+    BadZipFile,
+)
 
 
 def short(e: BaseException) -> str:

@@ -18,7 +18,6 @@ longer text first), then padded with `<pad>` to exactly L.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from d2v.atomic import atomic_path, write_json
+from d2v.atomic import atomic_path, read_json, write_json
 from d2v.data.bpe import (
     BOS_ID,
     EOS_ID,
@@ -115,7 +114,7 @@ def encode_glue(tokenizer: Tokenizer, examples: list[Example], max_seq_len: int)
 
 def _task_info(task: GlueTask, raw_task_dir: Path) -> dict:
     standin_file = raw_task_dir / "standin.json"
-    standin = json.loads(standin_file.read_text()) if standin_file.is_file() else {}
+    standin = read_json(standin_file, "rerun download@text") if standin_file.is_file() else {}
     return {
         "kind": task.kind,
         "num_classes": task.num_classes,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2v.config import ModelConfig
+from d2v.data.errors import readable
 from d2v.encoder import Encoder
 from d2v.interop.hf_files import paper_model, read_config, read_state, require_supported
 from d2v.interop.mapping import InteropError, invert, load_converted, require_paper_arch
@@ -165,7 +166,8 @@ def rebuild(config: dict, state: dict, prepared: Path) -> tuple[Encoder, ModelCo
     meta_path = prepared / "meta.json"
     if not meta_path.exists():
         raise InteropError(f"{meta_path}: missing (the special ids of the text encoder's BPE)")
-    ids = json.loads(meta_path.read_text())["special_ids"]
+    with readable(meta_path, "rerun prepare@text"):
+        ids = json.loads(meta_path.read_text())["special_ids"]
     pad = int(ids["pad"])
     shape = TextShape(
         vocab_size=state["frontend.embed.weight"].shape[0],

@@ -5,13 +5,12 @@ runs are independent: `downstream_workers` processes share them (`d2v.pool`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import torch
 
-from d2v.atomic import atomic_path, write_json
+from d2v.atomic import atomic_path, read_json, write_json
 from d2v.config import INITS, ConfigError, Params, TaskConfig
 from d2v.config.base import suggest
 from d2v.distributed import bf16_supported
@@ -55,7 +54,7 @@ def task_tags(stage: str, params: Params, task: DownstreamTask, pretrained: Path
 
 
 def pretrain_summary(pretrained: Path) -> dict:
-    return json.loads((pretrained / "summary.json").read_text())
+    return read_json(pretrained / "summary.json", "re-run the stage that writes it")
 
 
 def load_task(params: Params, task_name: str, prepared_dir: Path) -> DownstreamTask:

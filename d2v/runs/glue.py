@@ -9,12 +9,12 @@ With the embedded stand-ins only four tasks exist: their average is written as
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from d2v.atomic import write_json
+from d2v.atomic import read_json, write_json
 from d2v.config import INITS, Modality, Params
+from d2v.data.errors import readable
 from d2v.metrics import GLUE_AVERAGE_TASKS, glue_average, summarize
 from d2v.tracking import Tracker
 
@@ -34,7 +34,8 @@ def task_glue_scores(result: dict, init: str) -> list[float]:
 
 def run_glue(params: Params, metrics_dir: Path, out_path: Path) -> dict:
     tasks = [t for t, cfg in params.finetune.items() if cfg.modality == Modality.text]
-    results = {t: json.loads((metrics_dir / f"{t}.json").read_text()) for t in tasks}
+    results = {t: read_json(metrics_dir / f"{t}.json", f"rerun evaluate@{t}") for t in tasks}
+    remedy = {t: (metrics_dir / f"{t}.json", f"rerun evaluate@{t}") for t in tasks}
     counted = [t for t in GLUE_AVERAGE_TASKS if t in results]
     complete = len(counted) == len(GLUE_AVERAGE_TASKS)
     key = "glue" if complete else "glue_partial"
@@ -46,7 +47,10 @@ def run_glue(params: Params, metrics_dir: Path, out_path: Path) -> dict:
         "pretrain_collapsed": any(r.get("pretrain_collapsed") for r in results.values()),
     }
     for init in INITS:
-        per_task = {t: task_glue_scores(results[t], init) for t in counted}
+        per_task = {}
+        for t in counted:
+            with readable(*remedy[t]):  # from another version: its keys missing
+                per_task[t] = task_glue_scores(results[t], init)
         per_seed = [
             glue_average({t: per_task[t][i] for t in counted}, require_all=complete)
             for i in range(len(params.seeds))
