@@ -12,7 +12,11 @@ import torch
 from d2v.data.errors import readable
 
 
-def load_saved(path: Path, weights_only: bool = True) -> Any:
-    """`torch.load(path)` to the CPU; an unreadable file raises DataError naming it."""
+def load_saved(path: Path, weights_only: bool = True, keys: tuple[str, ...] = ()) -> Any:
+    """`torch.load(path)` to the CPU, a mapping holding `keys` if any are given; an unreadable
+    file, or one without them, raises DataError naming it."""
     with readable(path, "re-run the stage that writes it"):
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        saved = torch.load(path, map_location="cpu", weights_only=weights_only)
+        for key in keys:
+            saved[key]  # noqa: B018 - KeyError / TypeError: another file under this name
+        return saved

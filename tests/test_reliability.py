@@ -161,7 +161,7 @@ def test_corrupt_tracking_store_exit_2_naming_it(tmp_path, monkeypatch, capfd) -
     no_outputs(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "empty", "another file"])
 def test_unreadable_model_file_exit_2_naming_it(tmp_path, monkeypatch, capfd, damage) -> None:
     import torch
 
@@ -171,8 +171,15 @@ def test_unreadable_model_file_exit_2_naming_it(tmp_path, monkeypatch, capfd, da
     path.parent.mkdir(parents=True)
     torch.save({"encoder": {"w": torch.zeros(64, 64)}, "config": {}}, path)
     whole = path.read_bytes()
+    torch.save({"state": {}}, tmp_path / "other.pt")  # a whole torch file, without "encoder"
+    other = (tmp_path / "other.pt").read_bytes()
     path.write_bytes(
-        {"truncated": whole[: len(whole) // 2], "foreign": b"PK\x03\x04" * 64, "empty": b""}[damage]
+        {
+            "truncated": whole[: len(whole) // 2],
+            "foreign": b"PK\x03\x04" * 64,
+            "empty": b"",
+            "another file": other,
+        }[damage]
     )
     msg = stage(capfd, "export", "text", "hf", "--to", "hf")
     assert msg.startswith("models/text/pretrained/encoder.pt: unreadable (")

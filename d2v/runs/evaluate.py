@@ -19,6 +19,7 @@ from d2v.atomic import write_json
 from d2v.config import Params
 from d2v.downstream import DownstreamTask, build_model
 from d2v.finetune import chance_scores, predict, probe_scores
+from d2v.interop.mapping import load_matching
 from d2v.metrics import summarize
 from d2v.params_io import read_params
 from d2v.pool import run_all, worker_count
@@ -63,8 +64,8 @@ def evaluate_one(
     task = load_task(params, task_name, prepared_dir)
     device, _ = device_and_bf16()
     model = build_model(task, task.build_encoder(), cfg)
-    state = load_saved(finetuned / init / f"seed{seed}.pt")
-    model.load_state_dict(state)
+    path = finetuned / init / f"seed{seed}.pt"  # by name and shape: a file of another task named
+    load_matching(model, load_saved(path), str(path))
     scores = held_out_scores(task, model, cfg.eval_batch_size, device)
     encoder = init_encoder(task, init, seed, pretrained)
     probe = probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
@@ -99,6 +100,8 @@ def run_evaluate(
         tags=base_tags,
         params={"finetune": {task_name: cfg}, "seeds": params.seeds},
     ):
+        # the encoder every pretrained run loads: one that does not load stops the stage here
+        init_encoder(task, "pretrained", params.seeds[0], pretrained)
         jobs = [(params, task_name, prepared_dir, pretrained, finetuned, *run) for run in runs]
         results = run_all(evaluate_one, jobs, worker_count(params.downstream_workers, len(jobs)))
         for (init, seed), scores in zip(runs, results, strict=True):

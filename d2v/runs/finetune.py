@@ -32,7 +32,7 @@ def init_encoder(task: DownstreamTask, init: str, seed: int, pretrained: Path) -
     torch.manual_seed(seed)
     encoder = task.build_encoder()
     if init == "pretrained":
-        state = load_saved(pretrained / "encoder.pt", weights_only=False)
+        state = load_saved(pretrained / "encoder.pt", weights_only=False, keys=("encoder",))
         # pretrain@ wrote it with these params, or `d2v import` from an HF checkpoint: a model
         # param that differs shows as the first tensor that does not fit, by name
         load_matching(encoder, state["encoder"], str(pretrained / "encoder.pt"))
@@ -120,8 +120,8 @@ def finetuned_model(
 ) -> torch.nn.Module:
     """The fine-tuned encoder + head that `finetune_one` saved, rebuilt for MLflow."""
     model = build_model(task, task.build_encoder(), params.finetune[task.name])
-    state = load_saved(out_dir / init / f"seed{seed}.pt")
-    model.load_state_dict(state)
+    path = out_dir / init / f"seed{seed}.pt"
+    load_matching(model, load_saved(path), str(path))
     return fold_parametrizations(model.eval())
 
 
@@ -151,6 +151,8 @@ def run_finetune(
         atomic_path(out_dir) as tmp,
     ):
         tmp.mkdir()
+        # the encoder every pretrained run loads: one that does not load stops the stage here
+        init_encoder(task, "pretrained", params.seeds[0], pretrained)
         jobs = [(params, task_name, prepared_dir, pretrained, tmp, *run) for run in runs]
         results = run_all(finetune_one, jobs, worker_count(params.downstream_workers, len(jobs)))
         for (init, seed), result in zip(runs, results, strict=True):

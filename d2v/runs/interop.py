@@ -40,7 +40,7 @@ def run_export(modality: Modality, pretrained: Path, prepared: Path, out: Path) 
     path = pretrained / "encoder.pt"
     if not path.exists():
         raise InteropError(f"{path}: missing (run `dvc repro pretrain@{modality.value}` first)")
-    saved = load_saved(path, weights_only=False)
+    saved = load_saved(path, weights_only=False, keys=("encoder", "config"))
     if "hf" in saved["config"]:  # `d2v import` wrote it: its source is the HF model
         source = saved["config"]["hf"].get("source", "an HF directory")
         raise InteropError(f"{path}: imported from {source}, which is the HF model already")
