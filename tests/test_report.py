@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from d2v.config import ConfigError
 from d2v.report import build_report, compare_runs
 from d2v.report.sources import load_runs
 from d2v.report.tables import fmt_mean_std
@@ -172,8 +173,19 @@ def test_compare_runs_diff(store: dict) -> None:
     got = {(k, key): row for k, key, *row in diff.itertuples(index=False)}
     assert got[("param", "pretrain.vision.v1.ema.tau_end")] == ["0.9999", "0.5"]
     assert got[("metric", "wall_s")] == ["12", "3"]
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError, match=r"^invalid --compare \S+ nope: nope not among the"):
         compare_runs([store["pre"], "nope"], runs)
+    with pytest.raises(ConfigError, match=r"^invalid --compare nope: nope not among"):
+        compare_runs(["nope"], runs)
+
+
+def test_a_filter_mlflow_cannot_parse_is_named_as_the_failure(store: dict, tmp_path: Path) -> None:
+    from d2v.failures import expected_failure
+
+    with pytest.raises(Exception) as e:
+        build_report(store["uri"], "d2v", tmp_path, "tags.stage ==== 'sweep'")
+    assert expected_failure(e.value).startswith("--filter \"tags.stage ==== 'sweep'\": ")
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_filter_string(store: dict, tmp_path: Path) -> None:

@@ -295,10 +295,10 @@ def comparison(doc: Document, runs: pd.DataFrame, run_ids: Sequence[str]) -> Non
     if not run_ids:
         pre = stage_runs(runs, "pretrain")
         run_ids = list(pre["run_id"][:4])
+    diff = tables.compare_runs(run_ids, runs)  # an id it lacks is refused, even alone
     if len(run_ids) < 2:
         doc.add(Para("Fewer than two runs chosen: no comparison."))
         return
-    diff = tables.compare_runs(run_ids, runs)
     if diff.empty:
         doc.add(Para("The chosen runs have identical params and metrics."))
         return

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from d2v.failures import about
+
 log = logging.getLogger(__name__)
 
 # The columns mlflow.search_runs gives every frame, empty or not.
@@ -41,11 +43,13 @@ def load_runs(uri: str, experiment: str, filter_string: str | None = None) -> pd
         if mlflow.get_experiment_by_name(experiment) is None:
             log.warning("experiment %r not found in %s", experiment, uri)
             return pd.DataFrame(columns=BASE_COLUMNS)
-        df = mlflow.search_runs(
-            experiment_names=[experiment],
-            filter_string=filter_string or "",
-            order_by=["attributes.start_time DESC"],
-        )
+        # the store answered above: an error now is the filter's (a quote missing, ==)
+        with about(f"--filter {filter_string!r}") if filter_string else contextlib.nullcontext():
+            df = mlflow.search_runs(
+                experiment_names=[experiment],
+                filter_string=filter_string or "",
+                order_by=["attributes.start_time DESC"],
+            )
     log.info("loaded %d runs of %r from %s", len(df), experiment, uri)
     return in_stable_order(df)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from d2v.config import ConfigError
 from d2v.report.sources import stage_runs, tag
 
 
@@ -159,10 +160,14 @@ def sweeps(runs: pd.DataFrame) -> list[SweepView]:
 def compare_runs(run_ids: Sequence[str], runs: pd.DataFrame) -> pd.DataFrame:
     """Params and metrics that differ between the chosen runs, side by side: columns kind, key,
     then one column per run (its name and short id); equal values are left out."""
+    known = set(runs["run_id"]) if "run_id" in runs else set()
+    missing = [r for r in run_ids if r not in known]
+    if missing:  # a mistyped id, or a run the --filter left out
+        raise ConfigError(
+            f"invalid --compare {' '.join(run_ids)}: {', '.join(missing)} not among the report's "
+            f"{len(runs)} runs (its experiment and --filter)"
+        )
     chosen = runs.set_index("run_id").reindex(list(run_ids))
-    missing = [r for r, ok in zip(run_ids, chosen["experiment_id"].notna(), strict=True) if not ok]
-    if missing:
-        raise KeyError(f"runs not in the report's selection: {', '.join(missing)}")
     names = [f"{n} ({r[:8]})" for r, n in zip(run_ids, tag(chosen, "mlflow.runName"), strict=True)]
     rows = []
     for col in chosen.columns:
