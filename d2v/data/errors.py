@@ -8,6 +8,8 @@ import pickle
 from collections.abc import Iterator
 from zipfile import BadZipFile
 
+from d2v.config.base import ConfigError
+
 
 class DataError(RuntimeError):
     """A data problem that stops a stage (bad checksum, truncated file, unsafe archive entry).
@@ -62,7 +64,7 @@ def readable(path: str | os.PathLike, remedy: str) -> Iterator[None]:
     """A reader's error on `path` inside becomes a DataError naming the file and `remedy`."""
     try:
         yield
-    except DataError:
+    except (DataError, ConfigError):  # they name their own subject
         raise
     except (*UNREADABLE, OSError) as e:
         if isinstance(e, OSError) and e.filename is not None:

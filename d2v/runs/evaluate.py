@@ -64,8 +64,8 @@ def evaluate_one(
     task = load_task(params, task_name, prepared_dir)
     device, _ = device_and_bf16()
     model = build_model(task, task.build_encoder(), cfg)
-    path = finetuned / init / f"seed{seed}.pt"  # by name and shape: a file of another task named
-    load_matching(model, load_saved(path), str(path))
+    path = finetuned / init / f"seed{seed}.pt"
+    load_matching(model, load_saved(path), str(path))  # another task's file: its misfit named
     scores = held_out_scores(task, model, cfg.eval_batch_size, device)
     encoder = init_encoder(task, init, seed, pretrained)
     probe = probe_scores(encoder, task, cfg, cfg.probe.label_fraction, seed, device)
