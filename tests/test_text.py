@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from d2v.config import Modality
+from d2v.data.errors import DataError
 from d2v.distributed import init_distributed
 from d2v.downstream import build_model
 from d2v.finetune import finetune, predict, probe_scores
@@ -65,6 +67,17 @@ def test_data2vec_text_loss_falls_on_the_real_corpus(prepared_text: Path, tmp_pa
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2]), losses
     assert result.final_target_std > 0.05  # not collapsed
+
+
+def test_a_task_prepare_never_saw_is_refused_naming_it(prepared_text: Path) -> None:
+    qqp = (
+        "+finetune.qqp={modality: text, label_fraction: 1.0, layer_decay: 1.0, eval_batch_size: 8,"
+        " optim: {steps: 10, batch_size: 8, lr: 0.001, weight_decay: 0.0, warmup_steps: 1},"
+        " probe: {label_fraction: 1.0, epochs: 1, lr: 0.1, weight_decay: 0.0}}"
+    )
+    params = tiny_params(*TEXT_TINY, qqp)
+    with pytest.raises(DataError, match=r"meta.json: no prepared task 'qqp' \(prepared: cola, "):
+        downstream_task(params, "qqp", prepared_text)
 
 
 def test_glue_tasks_score_with_their_official_metrics(prepared_text: Path) -> None:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from d2v.architecture import layout
 from d2v.config import Method, Modality, ModelConfig, Params, TextPretrainConfig
+from d2v.data.errors import DataError
 from d2v.data.meta import TextMeta, read_meta
 from d2v.data.text_shards import load_blocks, load_glue_split
 from d2v.decoder import ConvDecoder
@@ -176,6 +177,11 @@ def downstream_task(params: Params, task: str, prepared_dir: Path) -> Downstream
     """A GLUE task (or its embedded stand-in): classification or regression on the mean-pooled
     encoder output, scored with the task's official metrics on its dev set."""
     meta = read_meta(prepared_dir, TextMeta)
+    if task not in meta.tasks:  # a finetune entry prepare@text never saw
+        raise DataError(
+            f"{Path(prepared_dir) / 'meta.json'}: no prepared task {task!r} (prepared: "
+            f"{', '.join(sorted(meta.tasks))}); add it to data.text.tasks and rerun prepare@text"
+        )
     info = meta.tasks[task]
     pad = special_ids(meta)["pad"]
     vocab, max_len = meta.vocab_size, max_positions(params)
