@@ -26,6 +26,7 @@ from d2v.config import (
     load_params,
     to_dict,
 )
+from d2v.config.base import refused
 from d2v.distributed import DistInfo
 from d2v.downstream import DownstreamTask, selection_view
 from d2v.encoder import Encoder
@@ -86,12 +87,11 @@ def check_space(base: Params, sweep: SweepConfig, where: str) -> None:
         try:
             trial_params(base, sweep, {sweep.space[n].param: v for n, v in point.items()})
         except ConfigError as e:
-            refused = str(e).removeprefix("invalid param ").partition(" = ")[0]
+            param, allowed = refused(e)
             for n, value in point.items():
                 dim = sweep.space[n]
-                if dim.param == refused:
+                if dim.param == param:
                     shown = dim.choices if dim.scale == "categorical" else [dim.low, dim.high]
-                    allowed = str(e).partition(": allowed ")[2]
                     raise ConfigError(
                         f"invalid param {where}.space.{n} = {shown}: allowed values within "
                         f"{dim.param}'s {allowed} ({value!r} is refused)"

@@ -17,6 +17,6 @@ def load_saved(path: Path, weights_only: bool = True, keys: tuple[str, ...] = ()
     file, or one without them, raises DataError naming it."""
     with readable(path, "re-run the stage that writes it"):
         saved = torch.load(path, map_location="cpu", weights_only=weights_only)
-        for key in keys:
-            saved[key]  # noqa: B018 - KeyError / TypeError: another file under this name
+        if keys and not (isinstance(saved, dict) and set(keys) <= saved.keys()):
+            raise ValueError(f"not a mapping holding {', '.join(keys)}")  # another file, this name
         return saved

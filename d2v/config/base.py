@@ -46,6 +46,15 @@ def check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"invalid param {name} = {value!r}: allowed {allowed}")
 
 
+def refused(e: ConfigError) -> tuple[str, str]:
+    """The param and the allowed values that an `invalid param P = V: allowed A` error names
+    (`check`'s form); ('', '') for an error of another form."""
+    text = str(e)
+    if not text.startswith("invalid param "):
+        return "", ""
+    return text.removeprefix("invalid param ").partition(" = ")[0], text.partition(": allowed ")[2]
+
+
 def did_you_mean(word: str, names: Iterable[str]) -> str:
     """`did you mean X? ` for a mistyped name (difflib's closest names, at most 3), or ''."""
     close = difflib.get_close_matches(str(word), sorted({str(n) for n in names}), n=3, cutoff=0.6)

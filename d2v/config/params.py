@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from d2v.config.ablate import AblateConfig
-from d2v.config.base import ConfigError, Modality, check, did_you_mean
+from d2v.config.base import ConfigError, Modality, check, did_you_mean, refused
 from d2v.config.bench import BenchConfig
 from d2v.config.data import DataConfig
 from d2v.config.downstream import TaskConfig
@@ -227,7 +227,7 @@ def _refusal(params: Params, negatives: list[tuple[str, ConfigError]]) -> Config
     try:
         params.validate()
     except ConfigError as e:
-        name = str(e).removeprefix("invalid param ").partition(" = ")[0]
+        name, _ = refused(e)
         if any(path == name or path.startswith(f"{name}[") for path, _ in negatives):
             return e
     except Exception:  # a section's check that a negative broke: the rule's error says it

@@ -34,8 +34,8 @@ def task_glue_scores(result: dict, init: str) -> list[float]:
 
 def run_glue(params: Params, metrics_dir: Path, out_path: Path) -> dict:
     tasks = [t for t, cfg in params.finetune.items() if cfg.modality == Modality.text]
-    results = {t: read_json(metrics_dir / f"{t}.json", f"rerun evaluate@{t}") for t in tasks}
-    remedy = {t: (metrics_dir / f"{t}.json", f"rerun evaluate@{t}") for t in tasks}
+    sources = {t: (metrics_dir / f"{t}.json", f"rerun evaluate@{t}") for t in tasks}
+    results = {t: read_json(*sources[t]) for t in tasks}
     counted = [t for t in GLUE_AVERAGE_TASKS if t in results]
     complete = len(counted) == len(GLUE_AVERAGE_TASKS)
     key = "glue" if complete else "glue_partial"
@@ -49,7 +49,7 @@ def run_glue(params: Params, metrics_dir: Path, out_path: Path) -> dict:
     for init in INITS:
         per_task = {}
         for t in counted:
-            with readable(*remedy[t]):  # from another version: its keys missing
+            with readable(*sources[t]):  # from another version: its keys missing
                 per_task[t] = task_glue_scores(results[t], init)
         per_seed = [
             glue_average({t: per_task[t][i] for t in counted}, require_all=complete)
