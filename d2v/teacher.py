@@ -31,11 +31,12 @@ class EMATeacher:
 
     def __init__(self, student: nn.Module, shared: Sequence[str] = ()):
         self.model = copy.deepcopy(student)
+        # frozen before sharing: a shared module stays the student's, trained with it
+        self.model.requires_grad_(False)
+        self.model.eval()
         for name in shared:
             self._share(student, name)
         self.shared = tuple(shared)
-        self.model.requires_grad_(False)
-        self.model.eval()
         own = {id(p) for name in shared for p in self.model.get_submodule(name).parameters()}
         student_params = dict(student.named_parameters())
         self.names = [n for n, p in self.model.named_parameters() if id(p) not in own]

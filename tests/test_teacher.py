@@ -63,3 +63,16 @@ def test_shared_module_is_the_students_and_not_averaged() -> None:
     before = student.features.weight.clone()
     teacher.update(student, 0.5)
     assert torch.equal(student.features.weight, before)
+
+
+def test_shared_module_stays_trainable_in_the_student() -> None:
+    """The teacher freezes its own copy, never the student's modules it calls (the paper trains
+    text's embeddings and speech's feature encoder in the student)."""
+    student = nn.Sequential()
+    student.add_module("features", nn.Linear(3, 4))
+    student.add_module("body", nn.Linear(4, 4))
+    teacher = EMATeacher(student, shared=["features"])
+    assert all(p.requires_grad for p in student.parameters())
+    assert not any(p.requires_grad for p in teacher.model.body.parameters())
+    student(torch.randn(2, 3)).sum().backward()
+    assert student.features.weight.grad is not None

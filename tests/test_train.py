@@ -199,3 +199,31 @@ def test_a_copied_store_uses_its_own_artifacts(
         assert not original.exists()  # nothing wrote into the old clone
     finally:
         original.with_name("away").rename(original)
+
+
+SHARED_CASES = {
+    "text": ("v1", "frontend.embed.weight"),
+    "speech": ("v2", "frontend.proj.weight"),
+}
+
+
+@pytest.mark.parametrize("modality", SHARED_CASES)
+def test_modules_the_teacher_shares_are_trained_in_the_student(
+    modality: str, request: pytest.FixtureRequest, dist_info, tmp_path: Path
+) -> None:
+    """Text's embeddings and speech's frame projection are the student's, called by the teacher:
+    they must train (they stayed at their random init while the teacher froze them)."""
+    method, name = SHARED_CASES[modality]
+    p = f"pretrain.{modality}"
+    params = tiny_params(
+        f"{p}.{method}.optim.steps=4", f"{p}.{method}.optim.warmup_steps=1", f"{p}.log_every=2"
+    )
+    spec = pretrain_spec(params, Modality(modality), request.getfixturevalue(f"prepared_{modality}"))
+    assert any(name.startswith(f"{s}.") for s in spec.shared)
+    torch.manual_seed(0)  # the Trainer's initial weights for seed 0
+    init = dict(spec.build_model().encoder.named_parameters())[name].detach().clone()
+    model, teacher, _ = pretrain(spec, params.deepspeed, dist_info, 0, tmp_path / "ckpt")
+    trained = dict(model.encoder.named_parameters())[name]
+    assert trained.requires_grad
+    assert not torch.equal(trained.detach(), init)
+    assert dict(teacher.model.named_parameters())[name] is trained
