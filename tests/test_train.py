@@ -218,7 +218,9 @@ def test_modules_the_teacher_shares_are_trained_in_the_student(
     params = tiny_params(
         f"{p}.{method}.optim.steps=4", f"{p}.{method}.optim.warmup_steps=1", f"{p}.log_every=2"
     )
-    spec = pretrain_spec(params, Modality(modality), request.getfixturevalue(f"prepared_{modality}"))
+    spec = pretrain_spec(
+        params, Modality(modality), request.getfixturevalue(f"prepared_{modality}")
+    )
     assert any(name.startswith(f"{s}.") for s in spec.shared)
     torch.manual_seed(0)  # the Trainer's initial weights for seed 0
     init = dict(spec.build_model().encoder.named_parameters())[name].detach().clone()
