@@ -60,6 +60,7 @@ def mark_or_fail(marks: str, i: int) -> int:
 def test_a_failing_run_stops_the_runs_not_yet_started(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="job 0 failed"):
         run_all(mark_or_fail, [(str(tmp_path), i) for i in range(10)], 2)
-    # the other worker's run and the few already handed to the workers may finish; waiting for
-    # all nine (the old behaviour) would leave nine marks
-    assert len(list(tmp_path.iterdir())) <= 4
+    # the runs the two workers hold and the executor's call queue (workers + 1 items, already
+    # handed over and not cancellable) may finish: at most 2 + 3 marks; waiting for all nine
+    # (the old behaviour) would leave nine
+    assert len(list(tmp_path.iterdir())) <= 5
