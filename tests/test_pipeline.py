@@ -36,7 +36,7 @@ SPEECH_TINY = [
     "finetune.librispeech.optim.warmup_steps=1",
     "finetune.librispeech.freeze_steps=2",
     "finetune.librispeech.probe.epochs=4",
-    'sweep.speech.overrides=["pretrain.speech.v2.optim.steps=6","pretrain.speech.v2.optim.warmup_steps=1"]',
+    'sweep.speech.overrides=["pretrain.speech.v1.optim.steps=6","pretrain.speech.v1.optim.warmup_steps=1"]',
     "sweep.speech.n_trials=2",
     "sweep.speech.report_every=3",
 ]
@@ -68,7 +68,7 @@ TEXT_TINY = [
 # two ablation cells per modality (tests/test_ablate.py runs real grids)
 ABLATE_TINY = [
     f"ablate.{m}.{k}"
-    for m, method, norm in (("vision", "v2", "instance"), ("speech", "v2", "instance"),
+    for m, method, norm in (("vision", "v2", "instance"), ("speech", "v1", "instance"),
                             ("text", "v1", "layer"))
     for k in (
         "top_k=[1]",

@@ -216,7 +216,10 @@ def test_modules_the_teacher_shares_are_trained_in_the_student(
     method, name = SHARED_CASES[modality]
     p = f"pretrain.{modality}"
     params = tiny_params(
-        f"{p}.{method}.optim.steps=4", f"{p}.{method}.optim.warmup_steps=1", f"{p}.log_every=2"
+        f"{p}.method={method}",
+        f"{p}.{method}.optim.steps=4",
+        f"{p}.{method}.optim.warmup_steps=1",
+        f"{p}.log_every=2",
     )
     spec = pretrain_spec(
         params, Modality(modality), request.getfixturevalue(f"prepared_{modality}")

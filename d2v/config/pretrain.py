@@ -169,10 +169,10 @@ class SpeechV2Config(V2Config):
 
 def _speech_v1() -> SpeechV1Config:
     return SpeechV1Config(
-        ema=EmaConfig(0.999, 0.99954, 600),
+        ema=EmaConfig(0.999, 0.99954, 3000),
         targets=TargetConfig(None, Norm.instance, Norm.none, Sublayer.ffn),
         loss=LossConfig(beta=0.0),
-        optim=OptimConfig(steps=600, batch_size=16, lr=0.001, warmup_steps=60, weight_decay=0.01),
+        optim=OptimConfig(steps=3000, batch_size=16, lr=0.001, warmup_steps=300, weight_decay=0.01),
     )
 
 
@@ -194,7 +194,7 @@ def _speech_shared() -> list[str]:
 
 @dataclass
 class SpeechPretrainConfig(PretrainCommon):
-    method: Method = Method.v2
+    method: Method = Method.v1
     # frames from log-mel filterbanks, or from the waveform CNN of wav2vec 2.0 (the paper's)
     frontend: str = "fbank"  # fbank | waveform
     n_mels: int = 80  # fbank: mel bands of 25 ms windows every 10 ms
