@@ -50,8 +50,8 @@ TINY = [
 ]
 
 
-# tests written against data2vec (v1) pin it: the laptop default is data2vec 2.0 for vision
-# and speech (conf/config.yaml)
+# tests written against data2vec (v1) with the waveform CNN pin both: the laptop default is
+# data2vec 2.0 for vision and the log-mel front end for speech (conf/config.yaml)
 V1 = ("pretrain.vision.method=v1", "pretrain.speech.method=v1", "pretrain.speech.frontend=waveform")
 
 
