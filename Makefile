@@ -66,19 +66,19 @@ run: setup
 	@echo "left for later: dvc repro sweep@speech sweep@text (studies), ablate@vision ablate@speech ablate@text (the paper's ablations), bench (speed)"
 
 test: setup
-	$(VENV)/bin/ruff check d2v stages tests
+	$(VENV)/bin/ruff check d2v stages tests experiments
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: venv
-	$(VENV)/bin/ruff check d2v stages tests
-	$(VENV)/bin/ruff format --check d2v stages tests
+	$(VENV)/bin/ruff check d2v stages tests experiments
+	$(VENV)/bin/ruff format --check d2v stages tests experiments
 
 format: venv
-	$(VENV)/bin/ruff format d2v stages tests
-	$(VENV)/bin/ruff check --fix d2v stages tests
+	$(VENV)/bin/ruff format d2v stages tests experiments
+	$(VENV)/bin/ruff check --fix d2v stages tests experiments
 
 clean:
 	rm -rf data models metrics/pretrain metrics/eval checkpoints mlruns.db mlartifacts reports/figures
