@@ -19,6 +19,8 @@ TORCH_WHEELS ?= /opt/wheels
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 INSTALL ?= $(PY) -m pip install -q
+# what ruff checks and formats
+LINTED := d2v stages tests experiments
 .PHONY: setup system venv deps params run test test-fast lint format clean
 setup: system venv
 
@@ -66,19 +68,19 @@ run: setup
 	@echo "left for later: dvc repro sweep@speech sweep@text (studies), ablate@vision ablate@speech ablate@text (the paper's ablations), bench (speed)"
 
 test: setup
-	$(VENV)/bin/ruff check d2v stages tests experiments
+	$(VENV)/bin/ruff check $(LINTED)
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: venv
-	$(VENV)/bin/ruff check d2v stages tests experiments
-	$(VENV)/bin/ruff format --check d2v stages tests experiments
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 format: venv
-	$(VENV)/bin/ruff format d2v stages tests experiments
-	$(VENV)/bin/ruff check --fix d2v stages tests experiments
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf data models metrics/pretrain metrics/eval checkpoints mlruns.db mlartifacts reports/figures

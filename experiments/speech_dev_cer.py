@@ -13,15 +13,15 @@ import argparse
 import dataclasses
 import json
 import statistics
+import tempfile
 from pathlib import Path
 
 import torch
 
-from d2v.downstream import build_model
-from d2v.finetune import finetune, labeled_subset, predict
+from d2v.finetune import predict
 from d2v.params_io import read_params
 from d2v.pool import run_all
-from d2v.runs.finetune import init_encoder, load_task
+from d2v.runs.finetune import finetune_one, finetuned_model, load_task
 
 PREPARED = Path("data/prepared/speech")
 
@@ -35,23 +35,14 @@ def dev_cer(encoder: str, seed: int, labeled_seconds: float | None, steps: int |
     if steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, steps=steps))
     params.finetune["librispeech"] = cfg
-    task = load_task(params, "librispeech", PREPARED)
-    subset = labeled_subset(task, cfg.label_fraction, seed)
     init = "scratch" if encoder == "scratch" else "pretrained"
-    model = build_model(task, init_encoder(task, init, seed, Path(encoder)), cfg)
-    batches = task.train_pass(subset, cfg.optim.batch_size, seed)
-    finetune(
-        model,
-        lambda: batches,
-        cfg.optim,
-        torch.device("cpu"),
-        None,
-        False,
-        freeze_steps=cfg.freeze_steps,
-        layer_decay=cfg.layer_decay if init == "pretrained" else 1.0,
-    )
+    task = load_task(params, "librispeech", PREPARED)
+    with tempfile.TemporaryDirectory() as out:  # the stage's own run: same subset, same training
+        run = finetune_one(params, "librispeech", PREPARED, Path(encoder), Path(out), init, seed)
+        model = finetuned_model(params, task, Path(out), init, seed)
     scores = task.score(*predict(model, task.extra_evals["dev"](32), torch.device("cpu")))
-    return {"encoder": encoder, "seed": seed, "labeled": len(subset), "dev_cer": scores["cer"]}
+    labeled = run["labeled_examples"]
+    return {"encoder": encoder, "seed": seed, "labeled": labeled, "dev_cer": scores["cer"]}
 
 
 def main() -> None:
