@@ -59,7 +59,16 @@ def finetuned_score(task_name: str, labels: float, steps: int, lr: float, init: 
     batches = _Pass(train.input_ids, train.labels, subset, optim.batch_size, pad, seed)
     layer_decay = cfg.layer_decay if init == "pretrained" else 1.0
     device = torch.device("cpu")
-    finetune(model, lambda: batches, optim, device, None, False, layer_decay=layer_decay)
+    finetune(
+        model,
+        lambda: batches,
+        optim,
+        device,
+        None,
+        False,
+        freeze_steps=cfg.freeze_steps,
+        layer_decay=layer_decay,
+    )
     held_out = _Pass(train.input_ids, train.labels, val, 256, pad, None)
     return task.score(*predict(model, held_out, device))["glue"]
 

@@ -156,3 +156,34 @@ def test_studies_select_on_the_dev_split_never_on_the_reported_test_split(
     assert not torch.equal(first_labels(task.eval_pass), dev)  # test: other speakers
     assert study.extra_evals == {} and study.notes["eval_split"] == "dev"
     assert task.notes["eval_split"] == "test"  # evaluate still reports test
+
+
+def test_kept_buckets_reuse_tensors_across_epochs_and_change_no_update(
+    prepared_speech: Path, monkeypatch
+) -> None:
+    from d2v.modalities import speech
+
+    params = tiny_params("finetune.librispeech.label_fraction=1.0")
+    cfg = params.finetune["librispeech"]
+    task = downstream_task(params, "librispeech", prepared_speech)
+    subset = np.arange(len(task.train_labels))
+    train = task.train_pass(subset, 4, 0)
+    first, second = [a.wave for a, _ in train], [a.wave for a, _ in train]
+    assert {id(w) for w in second} == {id(w) for w in first}  # the same tensors: computed once
+    assert [id(w) for w in second] != [id(w) for w in first]  # in another order
+    optim = cfg.optim.__class__(steps=12, batch_size=4, lr=2e-3, weight_decay=0.0, warmup_steps=2)
+
+    def run() -> tuple[list[float], dict]:
+        torch.manual_seed(0)
+        model = build_model(task, task.build_encoder(), cfg)
+        losses = finetune(model, lambda: task.train_pass(subset, 4, 0), optim, torch.device("cpu"))
+        return losses, model.state_dict()
+
+    kept_losses, kept_state = run()
+    monkeypatch.setattr(speech, "KEEP_BYTES", 0)  # nothing kept: every epoch pads anew
+    fresh = task.train_pass(subset, 4, 0)
+    one, two = [a.wave for a, _ in fresh], [a.wave for a, _ in fresh]  # both held: no id reuse
+    assert not {id(w) for w in one} & {id(w) for w in two}
+    fresh_losses, fresh_state = run()
+    assert kept_losses == fresh_losses
+    assert all(torch.equal(kept_state[k], fresh_state[k]) for k in kept_state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 WINDOW = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms
@@ -43,7 +44,12 @@ def fbank_frames(samples: Tensor, stack: int) -> Tensor:
 
 
 class LogMelStack(nn.Module):
-    """waveform (B, S) -> log-mel features (B, T, stack * n_mels)."""
+    """waveform (B, S) -> log-mel features (B, T, stack * n_mels).
+
+    The features of a waveform tensor are kept as long as the tensor lives: a second call on the
+    very same tensor, unmodified since, returns them instead of computing them again. In a
+    pretraining step the student and the EMA teacher, which shares this module, read the same
+    batch; fine-tuning hands the same length buckets back every epoch (`speech._Pass`)."""
 
     def __init__(self, n_mels: int, stack: int, sample_rate: int = 16000):
         super().__init__()
@@ -51,24 +57,42 @@ class LogMelStack(nn.Module):
         self.out_dim = n_mels * stack
         self.register_buffer("window", torch.hann_window(WINDOW), persistent=False)
         self.register_buffer("mel", mel_matrix(n_mels, sample_rate), persistent=False)
+        self._kept: WeakIdKeyDictionary | None = None
 
     def frame_lengths(self, samples: Tensor) -> Tensor:
         return fbank_frames(samples, self.stack)
 
     def forward(self, wave: Tensor) -> Tensor:
         """wave: (B, S) -> (B, T, stack * M); zero padding gives log(eps) frames at the end."""
-        with torch.autocast(wave.device.type, enabled=False):  # log of small powers: fp32
-            spec = torch.stft(
-                wave.float(),
-                N_FFT,
-                HOP,
-                WINDOW,
-                self.window,
-                center=False,
-                return_complex=True,
-            )  # (B, n_freq, F)
-            power = spec.real.square() + spec.imag.square()
-            logmel = torch.log(power.transpose(1, 2) @ self.mel + 1e-6)  # (B, F, M)
-        B, F, M = logmel.shape
-        T = F // self.stack
-        return logmel[:, : T * self.stack].reshape(B, T, self.stack * M)
+        if wave.requires_grad:  # features with a graph behind them are not kept
+            return log_mel_stack(wave, self.window, self.mel, self.stack)
+        if self._kept is None:
+            self._kept = WeakIdKeyDictionary()
+        kept = self._kept.get(wave)
+        if kept is not None and kept[0] == wave._version:
+            return kept[1]
+        out = log_mel_stack(wave, self.window, self.mel, self.stack)
+        self._kept[wave] = (wave._version, out)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_kept": None}  # weak references neither copy nor pickle
+
+
+def log_mel_stack(wave: Tensor, window: Tensor, mel: Tensor, stack: int) -> Tensor:
+    """wave: (B, S) -> (B, T, stack * M) log-mel features of `mel`'s M bands."""
+    with torch.autocast(wave.device.type, enabled=False):  # log of small powers: fp32
+        spec = torch.stft(
+            wave.float(),
+            N_FFT,
+            HOP,
+            WINDOW,
+            window,
+            center=False,
+            return_complex=True,
+        )  # (B, n_freq, F)
+        power = spec.real.square() + spec.imag.square()
+        logmel = torch.log(power.transpose(1, 2) @ mel + 1e-6)  # (B, F, M)
+    B, F, M = logmel.shape
+    T = F // stack
+    return logmel[:, : T * stack].reshape(B, T, stack * M)

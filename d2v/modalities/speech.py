@@ -130,31 +130,61 @@ def _labels(split: AudioSplit, idx: np.ndarray) -> Tensor:
     return out
 
 
-def length_batches(
-    split: AudioSplit, indices: np.ndarray, batch_size: int, rng: np.random.Generator | None
-) -> Iterator[tuple[Audio, Tensor]]:
+def length_chunks(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches of neighbours in length order (splits are stored sorted by length, so little
-    padding), in a batch order drawn from `rng`; rng None keeps the order (evaluation)."""
+    padding): fairseq's fixed length buckets."""
     indices = np.sort(np.asarray(indices))
-    chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    order = np.arange(len(chunks)) if rng is None else rng.permutation(len(chunks))
-    for c in order:
-        idx = chunks[c]
-        wave, lengths = pad_waves(split, idx)
-        yield Audio(wave, lengths), _labels(split, idx)
+    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def padded_batch(split: AudioSplit, idx: np.ndarray) -> tuple[Audio, Tensor]:
+    wave, lengths = pad_waves(split, idx)
+    return Audio(wave, lengths), _labels(split, idx)
+
+
+def length_batches(
+    split: AudioSplit, indices: np.ndarray, batch_size: int
+) -> Iterator[tuple[Audio, Tensor]]:
+    """The length buckets in order (evaluation)."""
+    for idx in length_chunks(indices, batch_size):
+        yield padded_batch(split, idx)
+
+
+KEEP_BYTES = 512 * 2**20  # training batches kept across epochs, in waveform bytes
 
 
 class _Pass:
-    """A re-iterable pass over a split (each iteration re-reads from the memory map). With a
-    seed, each pass draws a new batch order (fairseq's fixed length buckets, reshuffled every
-    epoch), so epochs differ but the whole sequence of epochs is fixed by the seed."""
+    """A re-iterable pass over a split. With a seed (training), each pass draws a new order of the
+    same length buckets (fairseq's, reshuffled every epoch), so epochs differ but the whole
+    sequence of epochs is fixed by the seed; the padded buckets are kept across epochs (up to
+    `KEEP_BYTES`), so the front end sees the same tensors again and computes a bucket's log-mel
+    features once per run (`fbank.LogMelStack`). Without one, the buckets in order, each read
+    anew from the memory map."""
 
     def __init__(self, split: AudioSplit, indices: np.ndarray, bs: int, seed: int | None):
         self.split, self.indices, self.bs = split, indices, bs
         self.rng = None if seed is None else np.random.default_rng(seed)
+        self._kept: dict[int, tuple[Audio, Tensor]] = {}
+        self._kept_bytes = 0
 
     def __iter__(self) -> Iterator[tuple[Audio, Tensor]]:
-        return length_batches(self.split, self.indices, self.bs, self.rng)
+        if self.rng is None:
+            return length_batches(self.split, self.indices, self.bs)
+        return self._epoch(self.rng)
+
+    def _epoch(self, rng: np.random.Generator) -> Iterator[tuple[Audio, Tensor]]:
+        chunks = length_chunks(self.indices, self.bs)
+        for c in rng.permutation(len(chunks)):
+            yield self._bucket(int(c), chunks[c])
+
+    def _bucket(self, c: int, idx: np.ndarray) -> tuple[Audio, Tensor]:
+        if c in self._kept:
+            return self._kept[c]
+        batch = padded_batch(self.split, idx)
+        size = batch[0].wave.nbytes
+        if self._kept_bytes + size <= KEEP_BYTES:
+            self._kept[c], self._kept_bytes = batch, self._kept_bytes + size
+        return batch
 
 
 def downstream_task(params: Params, task: str, prepared_dir: Path) -> DownstreamTask:
