@@ -8,7 +8,6 @@ Dimensions: B batch, T tokens, D width, C classes, N examples.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +23,9 @@ from tqdm import tqdm
 from d2v.callbacks import LogMetrics
 from d2v.config import FinetuneOptim, ProbeConfig, TaskConfig
 from d2v.data.shards import stratified_subset
-from d2v.downstream import DownstreamTask, build_model
+from d2v.downstream import DownstreamTask
 from d2v.encoder import Encoder
-from d2v.heads import mean_pool
+from d2v.heads import CTCProbe, mean_pool
 from d2v.layer_decay import layer_decay_groups
 from d2v.schedule import lr_at
 
@@ -221,8 +220,7 @@ def _ctc_probe(
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    probe_cfg = dataclasses.replace(cfg, mask_prob=0.0)  # no span masking under the probe
-    model = build_model(task, encoder, probe_cfg)
+    model = CTCProbe(encoder, task.vocab)
     model.encoder.requires_grad_(False)
     optim = FinetuneOptim(
         steps=cfg.probe.epochs,

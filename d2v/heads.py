@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from d2v.config import SpanMaskConfig
 from d2v.encoder import Encoder
@@ -105,10 +106,13 @@ class CTCModel(nn.Module):
 
     def forward(self, source, mask=None) -> tuple[Tensor, Tensor]:
         """source: Audio -> log-probs (B, T, V) and valid frames (B,)."""
-        out = self.encoder(source, mask)
+        out = self.encode(source, mask)
         logits = self.head(out.last).float()
         frames = (~out.padding_mask).sum(1)
         return logits.log_softmax(-1), frames
+
+    def encode(self, source, mask=None):
+        return self.encoder(source, mask)
 
     def _train_mask(self, source):
         if self.mask_cfg is None or not self.training or self.mask_cfg.prob <= 0:
@@ -137,6 +141,32 @@ class CTCModel(nn.Module):
     def predict(self, source) -> list[str]:
         log_probs, frames = self(source)
         return greedy_decode(log_probs.argmax(-1), frames, self.vocab)
+
+
+class CTCProbe(CTCModel):
+    """The speech probe: a linear CTC layer over a frozen encoder, never masked. The encoder stays
+    in eval mode (no dropout under a probe), and its output for a batch is kept while the batch's
+    waveform tensor lives: a training pass hands the same length buckets back every epoch
+    (`speech._Pass`), so each is encoded once per run instead of once per update."""
+
+    def __init__(self, encoder: Encoder, vocab: list[str]):
+        super().__init__(encoder, vocab, None)
+        self._kept = WeakIdKeyDictionary()
+
+    def train(self, mode: bool = True) -> CTCProbe:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def encode(self, source, mask=None):
+        wave = source.wave
+        kept = self._kept.get(wave)
+        if kept is not None and kept[0] == wave._version and torch.equal(kept[1], source.lengths):
+            return kept[2]
+        with torch.no_grad():
+            out = self.encoder(source)
+        self._kept[wave] = (wave._version, source.lengths.clone(), out)
+        return out
 
 
 def greedy_decode(best: Tensor, frames: Tensor, vocab: list[str]) -> list[str]:

@@ -187,3 +187,30 @@ def test_kept_buckets_reuse_tensors_across_epochs_and_change_no_update(
     fresh_losses, fresh_state = run()
     assert kept_losses == fresh_losses
     assert all(torch.equal(kept_state[k], fresh_state[k]) for k in kept_state)
+
+
+def test_ctc_probe_encodes_each_bucket_once_and_trains_as_a_frozen_ctc_model(
+    prepared_speech: Path,
+) -> None:
+    from d2v.heads import CTCModel, CTCProbe
+
+    params = tiny_params("finetune.librispeech.label_fraction=1.0")
+    cfg = params.finetune["librispeech"]
+    task = downstream_task(params, "librispeech", prepared_speech)
+    subset = np.arange(len(task.train_labels))
+    optim = cfg.optim.__class__(steps=16, batch_size=4, lr=3e-3, weight_decay=0.0, warmup_steps=0)
+    heads = []
+    for model_class in (CTCModel, CTCProbe):
+        torch.manual_seed(0)
+        encoder = task.build_encoder()
+        model = model_class(encoder, task.vocab)
+        encoder.requires_grad_(False)
+        calls: list[int] = []
+        encoder.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        batches = task.train_pass(subset, 4, 0)  # one pass object, as the probe makes
+        finetune(model, lambda batches=batches: batches, optim, torch.device("cpu"))
+        heads.append((model.head.weight.detach().clone(), len(calls)))
+    (plain, plain_calls), (probe, probe_calls) = heads
+    buckets = len(list(task.train_pass(subset, 4, 0)))
+    assert plain_calls == 16 and probe_calls == min(16, buckets) < 16
+    assert torch.equal(plain, probe)  # the kept outputs are the frozen encoder's, bit for bit
