@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.weak import WeakIdKeyDictionary
 
 from d2v.config import SpanMaskConfig
 from d2v.encoder import Encoder
+from d2v.kept import KeptPerTensor
 from d2v.masking import span_mask
 
 
@@ -151,7 +151,7 @@ class CTCProbe(CTCModel):
 
     def __init__(self, encoder: Encoder, vocab: list[str]):
         super().__init__(encoder, vocab, None)
-        self._kept = WeakIdKeyDictionary()
+        self._kept = KeptPerTensor()
 
     def train(self, mode: bool = True) -> CTCProbe:
         super().train(mode)
@@ -159,13 +159,13 @@ class CTCProbe(CTCModel):
         return self
 
     def encode(self, source, mask=None):
-        wave = source.wave
-        kept = self._kept.get(wave)
-        if kept is not None and kept[0] == wave._version and torch.equal(kept[1], source.lengths):
-            return kept[2]
-        with torch.no_grad():
-            out = self.encoder(source)
-        self._kept[wave] = (wave._version, source.lengths.clone(), out)
+        def frozen():
+            with torch.no_grad():
+                return source.lengths.clone(), self.encoder(source)
+
+        lengths, out = self._kept.get(source.wave, frozen)
+        if not torch.equal(lengths, source.lengths):  # the same waves cut to other lengths
+            lengths, out = frozen()
         return out
 
 

@@ -8,9 +8,12 @@ M mel bands.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
-from torch.utils.weak import WeakIdKeyDictionary
+
+from d2v.kept import KeptPerTensor
 
 WINDOW = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms
@@ -57,26 +60,17 @@ class LogMelStack(nn.Module):
         self.out_dim = n_mels * stack
         self.register_buffer("window", torch.hann_window(WINDOW), persistent=False)
         self.register_buffer("mel", mel_matrix(n_mels, sample_rate), persistent=False)
-        self._kept: WeakIdKeyDictionary | None = None
+        self._kept = KeptPerTensor()
 
     def frame_lengths(self, samples: Tensor) -> Tensor:
         return fbank_frames(samples, self.stack)
 
     def forward(self, wave: Tensor) -> Tensor:
         """wave: (B, S) -> (B, T, stack * M); zero padding gives log(eps) frames at the end."""
+        compute = partial(log_mel_stack, wave, self.window, self.mel, self.stack)
         if wave.requires_grad:  # features with a graph behind them are not kept
-            return log_mel_stack(wave, self.window, self.mel, self.stack)
-        if self._kept is None:
-            self._kept = WeakIdKeyDictionary()
-        kept = self._kept.get(wave)
-        if kept is not None and kept[0] == wave._version:
-            return kept[1]
-        out = log_mel_stack(wave, self.window, self.mel, self.stack)
-        self._kept[wave] = (wave._version, out)
-        return out
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_kept": None}  # weak references neither copy nor pickle
+            return compute()
+        return self._kept.get(wave, compute)
 
 
 def log_mel_stack(wave: Tensor, window: Tensor, mel: Tensor, stack: int) -> Tensor:

@@ -142,14 +142,6 @@ def padded_batch(split: AudioSplit, idx: np.ndarray) -> tuple[Audio, Tensor]:
     return Audio(wave, lengths), _labels(split, idx)
 
 
-def length_batches(
-    split: AudioSplit, indices: np.ndarray, batch_size: int
-) -> Iterator[tuple[Audio, Tensor]]:
-    """The length buckets in order (evaluation)."""
-    for idx in length_chunks(indices, batch_size):
-        yield padded_batch(split, idx)
-
-
 KEEP_BYTES = 512 * 2**20  # training batches kept across epochs, in waveform bytes
 
 
@@ -164,23 +156,23 @@ class _Pass:
     def __init__(self, split: AudioSplit, indices: np.ndarray, bs: int, seed: int | None):
         self.split, self.indices, self.bs = split, indices, bs
         self.rng = None if seed is None else np.random.default_rng(seed)
+        self.buckets = length_chunks(indices, bs)
         self._kept: dict[int, tuple[Audio, Tensor]] = {}
         self._kept_bytes = 0
 
     def __iter__(self) -> Iterator[tuple[Audio, Tensor]]:
         if self.rng is None:
-            return length_batches(self.split, self.indices, self.bs)
+            return (padded_batch(self.split, idx) for idx in self.buckets)
         return self._epoch(self.rng)
 
     def _epoch(self, rng: np.random.Generator) -> Iterator[tuple[Audio, Tensor]]:
-        chunks = length_chunks(self.indices, self.bs)
-        for c in rng.permutation(len(chunks)):
-            yield self._bucket(int(c), chunks[c])
+        for c in rng.permutation(len(self.buckets)):
+            yield self._bucket(int(c))
 
-    def _bucket(self, c: int, idx: np.ndarray) -> tuple[Audio, Tensor]:
+    def _bucket(self, c: int) -> tuple[Audio, Tensor]:
         if c in self._kept:
             return self._kept[c]
-        batch = padded_batch(self.split, idx)
+        batch = padded_batch(self.split, self.buckets[c])
         size = batch[0].wave.nbytes
         if self._kept_bytes + size <= KEEP_BYTES:
             self._kept[c], self._kept_bytes = batch, self._kept_bytes + size
